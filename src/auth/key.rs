@@ -1,0 +1,181 @@
+//! The token key format. Everything else sees `TokenKey` (plaintext, shown once) and `KeyDigest`
+//! (what is stored).
+//!
+//! A key is `mt_` + 30 random base62 characters + a 6-character base62 CRC-32 of everything before
+//! it, like GitHub's token format: base62 keeps a key selectable with one double-click, the prefix
+//! makes leaked keys easy to scan for, and the checksum refuses mistyped or random keys before any
+//! database query.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::random::random_alphanumeric;
+
+/// Every key starts with this. Changing it invalidates every key ever issued.
+pub const KEY_PREFIX: &str = "mt_";
+/// 30 × log2(62) ≈ 178 bits; the 8 shown in the display prefix leave ≈ 131 secret bits.
+const SECRET_LEN: usize = 30;
+const CHECKSUM_LEN: usize = 6;
+pub const KEY_LEN: usize = KEY_PREFIX.len() + SECRET_LEN + CHECKSUM_LEN;
+/// How much of the key is kept in clear so people can tell their tokens apart.
+const DISPLAY_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
+
+/// A plaintext key. It exists only between generation and the response that reveals it, and
+/// between the request header and the digest. Its Debug never prints it, so keys never reach logs.
+pub struct TokenKey(String);
+
+/// SHA-256 of a key: the only form that touches the database. A digest of a high-entropy random
+/// secret needs no salt or stretching (argon2 is for passwords, which are guessable).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest([u8; 32]);
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyFormatError {
+    WrongPrefix,
+    WrongLength,
+    NotBase62,
+    BadChecksum,
+}
+
+impl TokenKey {
+    pub fn generate() -> TokenKey {
+        let mut key = String::with_capacity(KEY_LEN);
+        key.push_str(KEY_PREFIX);
+        key.push_str(&random_alphanumeric(SECRET_LEN));
+        let checksum = checksum_of(&key);
+        key.push_str(&checksum);
+        TokenKey(key)
+    }
+
+    /// Checks the shape and checksum of a presented key. No I/O: a malformed key costs nothing.
+    pub fn parse(text: &str) -> Result<TokenKey, KeyFormatError> {
+        if !text.starts_with(KEY_PREFIX) {
+            return Err(KeyFormatError::WrongPrefix);
+        }
+        if text.len() != KEY_LEN {
+            return Err(KeyFormatError::WrongLength);
+        }
+        // Checked before splitting: every byte ASCII means every index is a char boundary.
+        if !text[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(KeyFormatError::NotBase62);
+        }
+        let (body, checksum) = text.split_at(KEY_LEN - CHECKSUM_LEN);
+        if !bool::from(checksum_of(body).as_bytes().ct_eq(checksum.as_bytes())) {
+            return Err(KeyFormatError::BadChecksum);
+        }
+        Ok(TokenKey(text.to_owned()))
+    }
+
+    pub fn digest(&self) -> KeyDigest {
+        KeyDigest(Sha256::digest(self.0.as_bytes()).into())
+    }
+
+    /// The first characters, safe to store and show ("mt_AbCd1234").
+    pub fn display_prefix(&self) -> String {
+        self.0[..DISPLAY_PREFIX_LEN].to_owned()
+    }
+
+    /// The full key, for the one response that hands it to its owner.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey(***)")
+    }
+}
+
+impl KeyDigest {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Constant-time equality with a stored hex digest, so a comparison never tells how much matched.
+    pub fn matches_hex(&self, stored: &str) -> bool {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(stored, &mut bytes).is_ok() && bool::from(self.0.ct_eq(&bytes))
+    }
+}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDigest(***)")
+    }
+}
+
+/// Base62 CRC-32, left-padded to a fixed width so every key has the same length.
+fn checksum_of(body: &str) -> String {
+    let encoded = base62::encode(crc32fast::hash(body.as_bytes()));
+    format!("{encoded:0>CHECKSUM_LEN$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_parses_back_and_keeps_its_digest() {
+        let key = TokenKey::generate();
+        assert_eq!(key.reveal().len(), KEY_LEN);
+        let parsed = TokenKey::parse(key.reveal()).expect("a fresh key must parse");
+        assert_eq!(parsed.digest(), key.digest());
+        assert!(key.digest().matches_hex(&key.digest().to_hex()));
+    }
+
+    #[test]
+    fn two_keys_differ() {
+        assert_ne!(TokenKey::generate().reveal(), TokenKey::generate().reveal());
+    }
+
+    #[test]
+    fn any_single_character_typo_is_caught_by_the_checksum_or_shape() {
+        let key = TokenKey::generate().reveal().to_owned();
+        for i in KEY_PREFIX.len()..key.len() {
+            let mut typo = key.clone().into_bytes();
+            typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
+            let typo = String::from_utf8(typo).unwrap();
+            assert!(
+                TokenKey::parse(&typo).is_err(),
+                "typo at {i} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_keys_are_refused_with_a_reason() {
+        let key = TokenKey::generate().reveal().to_owned();
+        assert_eq!(
+            TokenKey::parse("").unwrap_err(),
+            KeyFormatError::WrongPrefix
+        );
+        assert_eq!(
+            TokenKey::parse("xx_abc").unwrap_err(),
+            KeyFormatError::WrongPrefix
+        );
+        assert_eq!(
+            TokenKey::parse(&key[..KEY_LEN - 1]).unwrap_err(),
+            KeyFormatError::WrongLength
+        );
+        let with_dash = format!("{}-{}", &key[..10], &key[11..]);
+        assert_eq!(
+            TokenKey::parse(&with_dash).unwrap_err(),
+            KeyFormatError::NotBase62
+        );
+        let multibyte = format!("{}é{}", &key[..10], &key[12..]);
+        assert!(TokenKey::parse(&multibyte).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_key() {
+        let key = TokenKey::generate();
+        assert!(!format!("{key:?}").contains(key.reveal()));
+        assert_eq!(format!("{:?}", key.digest()), "KeyDigest(***)");
+    }
+}

@@ -1,0 +1,184 @@
+//! Command line and environment: every setting is a flag with an environment fallback.
+//! A bad value stops start-up with one line naming the variable.
+
+use std::{fmt, net::SocketAddr, process::ExitCode, time::Duration};
+
+use crate::{auth::random::random_alphanumeric, duration::parse_duration};
+use clap::{Args, CommandFactory, Parser, Subcommand, error::ContextKind, error::ErrorKind};
+
+/// The session-cookie key must be at least this long (it is split into signing and encryption keys).
+pub const SECRET_KEY_MIN_BYTES: usize = 64;
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://multitoken.db?mode=rwc";
+
+#[derive(Parser)]
+#[command(name = "multitoken", version, about = "Many named API tokens per user")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve HTTP.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Create a user. Without --password-stdin a random password is generated and printed once.
+    CreateUser {
+        username: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create a named device token for a user and print only its key.
+    CreateToken {
+        username: String,
+        token_name: String,
+        /// Lifetime such as 30d or 12h; without it the token does not expire.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// Delete expired tokens and print how many were deleted.
+    Prune,
+}
+
+/// Settings shared by every subcommand.
+#[derive(Args)]
+pub struct Settings {
+    /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST/DB.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "MULTITOKEN_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: SocketAddr,
+    /// Session-cookie key, at least 64 bytes. Random (sessions end at restart) when unset.
+    #[arg(long, env = "MULTITOKEN_SECRET_KEY", hide_env_values = true, value_parser = SecretKey::parse, global = true)]
+    pub secret_key: Option<SecretKey>,
+    /// Lifetime of session tokens from POST /api/token/ (2s, 15m, 24h, 7d).
+    #[arg(long, env = "MULTITOKEN_SESSION_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub session_ttl: Duration,
+    /// Most live tokens one user may hold.
+    #[arg(long, env = "MULTITOKEN_MAX_TOKENS_PER_USER", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub max_tokens_per_user: u32,
+    /// Give every new user a device token named "default", shown once to whoever created the user.
+    #[arg(long, env = "MULTITOKEN_TOKEN_ON_SIGNUP", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub token_on_signup: bool,
+    /// Password for the `admin` user created on first start (random and logged once when unset).
+    #[arg(
+        long,
+        env = "MULTITOKEN_ADMIN_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_password: Option<String>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "MULTITOKEN_WORKERS", global = true)]
+    pub workers: Option<std::num::NonZeroUsize>,
+}
+
+impl Cli {
+    /// Parses the command line; on a bad value prints one line naming the variable and the flag.
+    pub fn parse_or_explain() -> Result<Cli, ExitCode> {
+        match Cli::try_parse() {
+            Ok(cli) => Ok(cli),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::ValueValidation | ErrorKind::InvalidValue
+                ) =>
+            {
+                eprintln!("error: {}", explain_invalid_value(&error));
+                Err(ExitCode::from(2))
+            }
+            Err(error) => {
+                let _ = error.print();
+                Err(ExitCode::from(if error.use_stderr() { 2 } else { 0 }))
+            }
+        }
+    }
+}
+
+fn explain_invalid_value(error: &clap::Error) -> String {
+    let arg = error
+        .get(ContextKind::InvalidArg)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let value = error
+        .get(ContextKind::InvalidValue)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let long = arg
+        .trim_start_matches("--")
+        .split([' ', '='])
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let env = Cli::command()
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long.as_str()))
+        .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()));
+    // clap's own text names the flag only; say the variable too, since that is where most values come from.
+    let reason = error
+        .source()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("invalid value '{value}'"));
+    match env {
+        Some(env) => format!("invalid {env} (--{long}): {reason}"),
+        None => format!("invalid {arg}: {reason}"),
+    }
+}
+
+use std::error::Error as _;
+
+impl Settings {
+    pub fn secret_key_or_random(&self) -> SecretKey {
+        self.secret_key.clone().unwrap_or_else(|| {
+            log::warn!(
+                "MULTITOKEN_SECRET_KEY is not set: using a random key, so browser sessions end at every restart"
+            );
+            SecretKey::random()
+        })
+    }
+}
+
+/// Key material for signed and encrypted cookies. Debug never prints it.
+#[derive(Clone)]
+pub struct SecretKey(Vec<u8>);
+
+impl SecretKey {
+    pub fn parse(text: &str) -> Result<SecretKey, String> {
+        if text.len() < SECRET_KEY_MIN_BYTES {
+            return Err(format!(
+                "must be at least {SECRET_KEY_MIN_BYTES} bytes long, got {}",
+                text.len()
+            ));
+        }
+        Ok(SecretKey(text.as_bytes().to_vec()))
+    }
+
+    pub fn random() -> SecretKey {
+        SecretKey(random_alphanumeric(86).into_bytes())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(***)")
+    }
+}

@@ -1,0 +1,133 @@
+//! The one place where domain outcomes become HTTP responses. Clients see `Display`; 5xx causes
+//! are logged here, once, with their chain.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode, http::header};
+use serde_json::json;
+
+use crate::services::{
+    Invalid,
+    tokens::{AuthError, TokenError},
+    users::UserError,
+};
+
+pub const API_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401 with one of the contract's fixed messages.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 400 for username + password logins, whatever went wrong.
+    #[error("Unable to log in with provided credentials.")]
+    BadCredentials,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Validation(Invalid),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than {} KiB", API_BODY_LIMIT / 1024)]
+    PayloadTooLarge,
+    #[error("send the body as application/json or application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("database unavailable")]
+    Unavailable,
+    #[error("internal server error")]
+    Internal(String),
+}
+
+pub const INVALID_TOKEN: &str = "Invalid or Inactive Token";
+
+impl ApiError {
+    pub fn internal(cause: impl std::fmt::Debug) -> ApiError {
+        ApiError::Internal(format!("{cause:?}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadCredentials | ApiError::Validation(_) | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            log::error!("internal error: {cause}");
+        }
+        let mut body = json!({ "error": self.to_string() });
+        match self {
+            ApiError::Unauthorized(_) | ApiError::BadCredentials => {
+                body["is_authenticated"] = json!(false);
+            }
+            ApiError::Validation(invalid) => {
+                body["error"] = json!(format!("invalid {}", invalid.field));
+                body["fields"] = json!({ invalid.field: [invalid.message] });
+            }
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, r#"Token realm="multitoken""#));
+        }
+        response.json(body)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> ApiError {
+        match error {
+            AuthError::Invalid => ApiError::Unauthorized(INVALID_TOKEN),
+            AuthError::Expired => ApiError::Unauthorized("Token has expired"),
+            AuthError::InactiveUser => ApiError::Unauthorized("Invalid user"),
+            AuthError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> ApiError {
+        match error {
+            TokenError::NotFound => ApiError::NotFound(error.to_string()),
+            TokenError::NameTaken => ApiError::Conflict(error.to_string()),
+            TokenError::LimitReached { .. } => ApiError::Forbidden(error.to_string()),
+            TokenError::Invalid(invalid) => ApiError::Validation(invalid),
+            TokenError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(error: UserError) -> ApiError {
+        match error {
+            UserError::BadCredentials => ApiError::BadCredentials,
+            UserError::NotFound => ApiError::NotFound(error.to_string()),
+            UserError::UsernameTaken => ApiError::Conflict(error.to_string()),
+            UserError::Invalid(invalid) => ApiError::Validation(invalid),
+            UserError::OwnAccount => ApiError::Conflict(error.to_string()),
+            UserError::Token(e) => e.into(),
+            UserError::Password(e) => ApiError::internal(e),
+            UserError::Db(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> ApiError {
+        ApiError::Validation(invalid)
+    }
+}

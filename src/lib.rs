@@ -1,0 +1,9 @@
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod duration;
+pub mod entities;
+pub mod error;
+pub mod routes;
+pub mod services;
+pub mod startup;

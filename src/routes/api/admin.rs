@@ -1,0 +1,259 @@
+//! Admin-only endpoints: every token, any revocation, user lifecycle.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{ErrorResponse, TokenResponse};
+use crate::{
+    auth::extract::AdminUser,
+    entities::users::Model as User,
+    error::ApiError,
+    routes::body::JsonOrForm,
+    services::{
+        tokens,
+        users::{self, NewUser, Username},
+    },
+    startup::AppState,
+};
+
+const DEFAULT_PAGE: u64 = 100;
+const MAX_PAGE: u64 = 1000;
+
+#[derive(Deserialize, IntoParams)]
+pub struct TokenFilter {
+    /// Only this user's tokens.
+    pub user: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdminTokenResponse {
+    #[serde(flatten)]
+    pub token: TokenResponse,
+    /// The owner's username.
+    pub user: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserResponse {
+    pub user: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserResponse {
+    fn from(user: User) -> UserResponse {
+        UserResponse {
+            user: user.username,
+            is_admin: user.is_admin,
+            is_active: user.is_active,
+            created_at: user.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewUserRequest {
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    #[serde(default)]
+    pub is_admin: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedUserResponse {
+    #[serde(flatten)]
+    pub user: UserResponse,
+    /// With `MULTITOKEN_TOKEN_ON_SIGNUP`: the new user's `default` token, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_token: Option<SignupToken>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignupToken {
+    pub id_token: String,
+    pub token_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevokedResponse {
+    pub revoked: u64,
+}
+
+/// Every token, newest first, optionally one user's.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    params(TokenFilter),
+    responses(
+        (status = 200, body = Vec<AdminTokenResponse>),
+        (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse),
+        (status = 404, description = "no such user", body = ErrorResponse),
+    )
+)]
+#[get("/api/admin/tokens")]
+pub async fn list_all_tokens(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    filter: web::Query<TokenFilter>,
+) -> Result<HttpResponse, ApiError> {
+    let filter = filter.into_inner();
+    let owner = match filter.user.as_deref() {
+        Some(username) => Some(users::find_by_username(&state.db, username).await?.id),
+        None => None,
+    };
+    let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let rows = tokens::list_all(&state.db, owner, limit, filter.offset.unwrap_or(0)).await?;
+    let body: Vec<AdminTokenResponse> = rows
+        .into_iter()
+        .map(|(token, user)| AdminTokenResponse {
+            token: token.into(),
+            user: user.username,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Revoke any token.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse))
+)]
+#[delete("/api/admin/tokens/{id}")]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    tokens::revoke(&state.db, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Revoke every token of a user, sessions and devices alike.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = RevokedResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse))
+)]
+#[post("/api/admin/users/{username}/revoke-all")]
+pub async fn revoke_all_user_tokens(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    username: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = users::find_by_username(&state.db, &username).await?;
+    let revoked = tokens::revoke_all_for(&state.db, user.id).await?;
+    Ok(HttpResponse::Ok().json(RevokedResponse { revoked }))
+}
+
+/// Deactivate a user: their tokens answer "Invalid user" and they cannot log in.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = UserResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, description = "own account", body = ErrorResponse))
+)]
+#[post("/api/admin/users/{username}/deactivate")]
+pub async fn deactivate_user(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    username: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = users::set_active(&state.db, &admin.0.user, &username, false).await?;
+    Ok(HttpResponse::Ok().json(UserResponse::from(user)))
+}
+
+/// Reactivate a user.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = UserResponse), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse))
+)]
+#[post("/api/admin/users/{username}/activate")]
+pub async fn activate_user(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    username: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = users::set_active(&state.db, &admin.0.user, &username, true).await?;
+    Ok(HttpResponse::Ok().json(UserResponse::from(user)))
+}
+
+/// Every user.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    responses((status = 200, body = Vec<UserResponse>), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse))
+)]
+#[get("/api/admin/users")]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+) -> Result<HttpResponse, ApiError> {
+    let all = users::list(&state.db).await?;
+    Ok(HttpResponse::Ok().json(all.into_iter().map(UserResponse::from).collect::<Vec<_>>()))
+}
+
+/// Create a user. With `MULTITOKEN_TOKEN_ON_SIGNUP` the answer carries its `default` token's key, once.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    request_body(content((NewUserRequest = "application/json"), (NewUserRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 201, body = CreatedUserResponse),
+        (status = 400, body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse),
+        (status = 409, description = "username taken", body = ErrorResponse),
+    )
+)]
+#[post("/api/admin/users")]
+pub async fn create_user(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    body: JsonOrForm<NewUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.0;
+    let new = NewUser {
+        username: Username::parse(&request.username)?,
+        password: request.password,
+        is_admin: request.is_admin,
+    };
+    let created = users::create(&state.db, &state.policy, new).await?;
+    Ok(HttpResponse::Created().json(CreatedUserResponse {
+        user: created.user.into(),
+        default_token: created.signup_token.map(|issued| SignupToken {
+            id_token: issued.key.reveal().to_owned(),
+            token_name: issued.token.name,
+        }),
+    }))
+}
+
+/// Delete a user and, by cascade, all of its tokens.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    params(("username" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse), (status = 409, description = "own account", body = ErrorResponse))
+)]
+#[delete("/api/admin/users/{username}")]
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    username: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    users::delete(&state.db, &admin.0.user, &username).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

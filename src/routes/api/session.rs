@@ -1,0 +1,231 @@
+//! Login, logout and "who am I": the Django recipe's endpoints, kept shape-compatible.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{DetailResponse, ErrorResponse};
+use crate::{
+    auth::extract::ApiUser,
+    entities::tokens::TokenKind,
+    error::ApiError,
+    routes::body::JsonOrForm,
+    services::{
+        tokens::{self, IssuedToken, NewToken, TokenName},
+        users,
+    },
+    startup::AppState,
+};
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// Optional name for this session's token (default: "session" + the key's prefix).
+    pub token_name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NonExpiringTokenRequest {
+    pub username: String,
+    pub password: String,
+    pub token_name: String,
+}
+
+/// A new key, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedKeyResponse {
+    pub id_token: String,
+    pub token_name: String,
+    pub user: String,
+    pub is_admin: bool,
+    /// Present for session tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl IssuedKeyResponse {
+    fn new(issued: &IssuedToken, user: &crate::entities::users::Model) -> IssuedKeyResponse {
+        IssuedKeyResponse {
+            id_token: issued.key.reveal().to_owned(),
+            token_name: issued.token.name.clone(),
+            user: user.username.clone(),
+            is_admin: user.is_admin,
+            expires_at: issued.token.expires_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    pub user: String,
+    pub is_admin: bool,
+    pub token: PresentedToken,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PresentedToken {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: TokenKind,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LogoutAllRequest {
+    /// Also delete device tokens (default: only session tokens).
+    #[serde(default)]
+    pub include_devices: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogoutAllResponse {
+    pub detail: String,
+    pub revoked: u64,
+}
+
+/// Log in with username and password: a new session token on every call, expiring after the session TTL.
+#[utoipa::path(
+    tag = "session",
+    request_body(content((LoginRequest = "application/json"), (LoginRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, body = IssuedKeyResponse),
+        (status = 400, description = "Unable to log in with provided credentials.", body = ErrorResponse),
+    )
+)]
+#[post("/api/token")]
+pub async fn create_session_token(
+    state: web::Data<AppState>,
+    body: JsonOrForm<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.0;
+    let name = request
+        .token_name
+        .as_deref()
+        .map(TokenName::parse)
+        .transpose()?;
+    let user = users::authenticate(&state.db, &request.username, request.password).await?;
+    let issued = tokens::issue(
+        &state.db,
+        &state.policy,
+        &user,
+        NewToken::session(&state.policy, name),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(IssuedKeyResponse::new(&issued, &user)))
+}
+
+/// Log in with username and password and create a named device token that never expires.
+#[utoipa::path(
+    tag = "session",
+    request_body(content((NonExpiringTokenRequest = "application/json"), (NonExpiringTokenRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 201, body = IssuedKeyResponse),
+        (status = 400, body = ErrorResponse),
+        (status = 403, description = "token limit reached", body = ErrorResponse),
+        (status = 409, description = "name taken", body = ErrorResponse),
+    )
+)]
+#[post("/api/non-expiring-token")]
+pub async fn create_non_expiring_token(
+    state: web::Data<AppState>,
+    body: JsonOrForm<NonExpiringTokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let request = body.0;
+    let name = TokenName::parse(&request.token_name)?;
+    let user = users::authenticate(&state.db, &request.username, request.password).await?;
+    let issued = tokens::issue(
+        &state.db,
+        &state.policy,
+        &user,
+        NewToken::device(name, None),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(IssuedKeyResponse::new(&issued, &user)))
+}
+
+/// The caller and the token it presented.
+#[utoipa::path(
+    tag = "session",
+    security(("token" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorResponse))
+)]
+#[get("/api/me")]
+pub async fn me(caller: ApiUser) -> HttpResponse {
+    let ApiUser(caller) = caller;
+    HttpResponse::Ok().json(MeResponse {
+        user: caller.user.username,
+        is_admin: caller.user.is_admin,
+        token: PresentedToken {
+            id: caller.token.id,
+            name: caller.token.name,
+            kind: caller.token.kind,
+            created_at: caller.token.created_at,
+            expires_at: caller.token.expires_at,
+        },
+    })
+}
+
+async fn delete_presented_token(
+    state: web::Data<AppState>,
+    caller: ApiUser,
+) -> Result<HttpResponse, ApiError> {
+    tokens::delete_own(&state.db, caller.0.user.id, caller.0.token.id).await?;
+    Ok(HttpResponse::Ok().json(DetailResponse {
+        detail: "User successfully logged out".into(),
+    }))
+}
+
+/// Log out: deletes the presented token only.
+#[utoipa::path(
+    tag = "session",
+    security(("token" = [])),
+    responses((status = 200, body = DetailResponse), (status = 401, body = ErrorResponse))
+)]
+#[post("/api/logout")]
+pub async fn logout(state: web::Data<AppState>, caller: ApiUser) -> Result<HttpResponse, ApiError> {
+    delete_presented_token(state, caller).await
+}
+
+/// Log out by GET, for clients of the Django recipe. Prefer POST.
+#[utoipa::path(
+    tag = "session",
+    security(("token" = [])),
+    responses((status = 200, body = DetailResponse), (status = 401, body = ErrorResponse))
+)]
+#[get("/api/logout")]
+pub async fn logout_by_get(
+    state: web::Data<AppState>,
+    caller: ApiUser,
+) -> Result<HttpResponse, ApiError> {
+    delete_presented_token(state, caller).await
+}
+
+/// Log out everywhere: deletes all of the caller's session tokens, and device tokens when asked.
+#[utoipa::path(
+    tag = "session",
+    security(("token" = [])),
+    request_body(content((LogoutAllRequest = "application/json"), (LogoutAllRequest = "application/x-www-form-urlencoded"))),
+    responses((status = 200, body = LogoutAllResponse), (status = 401, body = ErrorResponse))
+)]
+#[post("/api/logout-all")]
+pub async fn logout_all(
+    state: web::Data<AppState>,
+    caller: ApiUser,
+    body: JsonOrForm<LogoutAllRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let include_devices = body.0.include_devices;
+    let revoked = tokens::delete_all_own(&state.db, caller.0.user.id, include_devices).await?;
+    let detail = if include_devices {
+        "All tokens revoked"
+    } else {
+        "All sessions logged out"
+    };
+    Ok(HttpResponse::Ok().json(LogoutAllResponse {
+        detail: detail.into(),
+        revoked,
+    }))
+}

@@ -1,0 +1,27 @@
+//! Liveness and readiness probes.
+
+use actix_web::{HttpResponse, get, web};
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+
+use crate::{error::ApiError, startup::AppState};
+
+/// Liveness: answers without any I/O.
+#[utoipa::path(tag = "health", responses((status = 200, description = "the process is up")))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 when the database answers, 503 otherwise.
+#[utoipa::path(tag = "health", responses((status = 200), (status = 503)))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match state.db.execute_unprepared("SELECT 1").await {
+        Ok(_) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
+        Err(e) => {
+            log::warn!("readiness check failed: {e}");
+            Err(ApiError::Unavailable)
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Routing: every handler is registered here, and the OpenAPI document is collected from them.
+
+pub mod api;
+pub mod body;
+pub mod health;
+pub mod home;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "multitoken", description = "Many named API tokens per user."),
+    modifiers(&TokenSecurity)
+)]
+pub struct ApiDoc;
+
+/// `Authorization: Token KEY` is accepted too; OpenAPI can describe only the Bearer form.
+struct TokenSecurity;
+
+impl Modify for TokenSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("mt_…")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Paths are registered without a trailing slash; `NormalizePath` in startup makes `/api/me/` and
+/// `/api/me` the same route.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(api::session::create_session_token)
+        .service(api::session::create_non_expiring_token)
+        .service(api::session::me)
+        .service(api::session::logout)
+        .service(api::session::logout_by_get)
+        .service(api::session::logout_all)
+        .service(api::tokens::list_tokens)
+        .service(api::tokens::create_token)
+        .service(api::tokens::delete_token)
+        .service(api::admin::list_all_tokens)
+        .service(api::admin::revoke_token)
+        .service(api::admin::revoke_all_user_tokens)
+        .service(api::admin::deactivate_user)
+        .service(api::admin::activate_user)
+        .service(api::admin::list_users)
+        .service(api::admin::create_user)
+        .service(api::admin::delete_user);
+}
+
+/// Serves the OpenAPI document collected from the handlers, serialized once per worker.
+pub fn openapi_document(api: utoipa::openapi::OpenApi) -> actix_web::Resource {
+    let body = api.to_json().unwrap_or_else(|e| {
+        log::error!("OpenAPI document did not serialize: {e}");
+        "{}".to_owned()
+    });
+    web::resource("/api/openapi.json").route(web::get().to(move || {
+        let body = body.clone();
+        async move {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body)
+        }
+    }))
+}
+
+/// Anything unrouted: a JSON 404 (a 405 when the path exists under another method is not
+/// distinguished; the body says which paths exist: the OpenAPI document).
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    log::debug!("no route for {} {}", req.method(), req.path());
+    Err(ApiError::NotFound("not found".into()))
+}
+
+/// Pages and assets outside the API, left out of the OpenAPI document.
+pub fn configure_pages(cfg: &mut web::ServiceConfig) {
+    cfg.service(home::home_page).service(home::stylesheet);
+}
+
+/// Path parameters that do not parse (a malformed token id) name nothing that exists: 404.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("not found".into()).into())
+}
+
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|e, _| ApiError::BadRequest(format!("invalid query string: {e}")).into())
+}

@@ -1,0 +1,40 @@
+//! The domain: rules, owner scoping and transactions. Knows nothing of HTTP.
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+/// The rules that shape issuance, from configuration.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub session_ttl: Duration,
+    pub max_tokens_per_user: u32,
+    pub token_on_signup: bool,
+}
+
+/// A field that failed validation, with a message fit to show the person who typed it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Invalid {
+        Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Text that cannot be stored faithfully or shown safely: NUL and other control characters
+/// (PostgreSQL refuses NUL in text; the rest only ever arrives by accident or malice).
+fn has_control_characters(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}

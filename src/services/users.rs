@@ -1,0 +1,309 @@
+//! Users: creation, password login, activation, deletion, and the first admin.
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, SqlErr, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::{Invalid, Policy, has_control_characters, now, tokens};
+use crate::{
+    auth::{
+        password::{self, PasswordError},
+        random::random_alphanumeric,
+    },
+    entities::users,
+};
+
+pub const USERNAME_MAX_CHARS: usize = 150;
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_BYTES: usize = 1024;
+/// The user created on the first start against an empty database.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+/// The device token every new user gets when `MULTITOKEN_TOKEN_ON_SIGNUP` is on.
+pub const SIGNUP_TOKEN_NAME: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// Unknown user, wrong password and inactive user alike: nothing tells which.
+    #[error("Unable to log in with provided credentials.")]
+    BadCredentials,
+    #[error("user not found")]
+    NotFound,
+    #[error("a user with this username already exists")]
+    UsernameTaken,
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("you cannot deactivate or delete your own account")]
+    OwnAccount,
+    #[error(transparent)]
+    Token(#[from] tokens::TokenError),
+    #[error("password hashing failed")]
+    Password(#[from] PasswordError),
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+/// A username as people type it: 1–150 letters, digits and `.@+-_` (Django's rule), any script.
+/// Compared case-insensitively through `key()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(text: &str) -> Result<Username, Invalid> {
+        let text = text.trim();
+        let length = text.chars().count();
+        if length == 0 || length > USERNAME_MAX_CHARS {
+            return Err(Invalid::new(
+                "username",
+                format!("must be 1 to {USERNAME_MAX_CHARS} characters"),
+            ));
+        }
+        if !text
+            .chars()
+            .all(|c| c.is_alphanumeric() || ".@+-_".contains(c))
+        {
+            return Err(Invalid::new(
+                "username",
+                "may contain only letters, digits and . @ + - _",
+            ));
+        }
+        Ok(Username(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form that carries uniqueness.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// A new password: 8 characters at least; 1 KiB at most, so hashing time stays bounded.
+pub fn validate_password(password: &str) -> Result<(), Invalid> {
+    if password.chars().count() < PASSWORD_MIN_CHARS {
+        return Err(Invalid::new(
+            "password",
+            format!("must be at least {PASSWORD_MIN_CHARS} characters"),
+        ));
+    }
+    if password.len() > PASSWORD_MAX_BYTES {
+        return Err(Invalid::new(
+            "password",
+            format!("must be at most {PASSWORD_MAX_BYTES} bytes"),
+        ));
+    }
+    if has_control_characters(password) {
+        return Err(Invalid::new(
+            "password",
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+pub struct NewUser {
+    pub username: Username,
+    pub password: String,
+    pub is_admin: bool,
+}
+
+pub struct CreatedUser {
+    pub user: users::Model,
+    /// The `default` device token when `Policy::token_on_signup` is on; its key is shown once.
+    pub signup_token: Option<tokens::IssuedToken>,
+}
+
+/// Creates a user (and, by policy, its `default` token) in one transaction.
+pub async fn create(
+    db: &DatabaseConnection,
+    policy: &Policy,
+    new: NewUser,
+) -> Result<CreatedUser, UserError> {
+    validate_password(&new.password)?;
+    let password_hash = password::hash_password(new.password).await?;
+    let txn = db.begin().await?;
+    let user = users::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        username: Set(new.username.as_str().to_owned()),
+        username_key: Set(new.username.key()),
+        password_hash: Set(password_hash),
+        is_admin: Set(new.is_admin),
+        is_active: Set(true),
+        created_at: Set(now()),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => UserError::UsernameTaken,
+        _ => UserError::Db(e),
+    })?;
+    let signup_token = if policy.token_on_signup {
+        let request = tokens::NewToken::device(tokens::TokenName::parse(SIGNUP_TOKEN_NAME)?, None);
+        Some(tokens::issue(&txn, policy, &user, request).await?)
+    } else {
+        None
+    };
+    txn.commit().await?;
+    log::info!("user created: {} (admin: {})", user.username, user.is_admin);
+    Ok(CreatedUser { user, signup_token })
+}
+
+pub async fn find_by_username(
+    db: &impl ConnectionTrait,
+    username: &str,
+) -> Result<users::Model, UserError> {
+    users::Entity::find()
+        .filter(users::Column::UsernameKey.eq(username.trim().to_lowercase()))
+        .one(db)
+        .await?
+        .ok_or(UserError::NotFound)
+}
+
+/// Every user, oldest first.
+pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<users::Model>, UserError> {
+    Ok(users::Entity::find()
+        .order_by_asc(users::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
+
+/// Username + password login. Every failure, whatever its cause, takes one argon2 verification
+/// and answers `BadCredentials`, so neither the answer nor its timing tells whether a user exists.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    username: &str,
+    password: String,
+) -> Result<users::Model, UserError> {
+    let user = match Username::parse(username) {
+        Ok(name) => {
+            users::Entity::find()
+                .filter(users::Column::UsernameKey.eq(name.key()))
+                .one(db)
+                .await?
+        }
+        Err(_) => None,
+    };
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let password_ok = password::verify_password(password, stored).await?;
+    match user {
+        Some(user) if password_ok && user.is_active => Ok(user),
+        Some(user) => {
+            log::debug!(
+                "login refused for user {}: wrong password or inactive",
+                user.id
+            );
+            Err(UserError::BadCredentials)
+        }
+        None => {
+            log::debug!("login refused: unknown username");
+            Err(UserError::BadCredentials)
+        }
+    }
+}
+
+/// Deactivating locks a user out at once: their tokens answer "Invalid user" until reactivated.
+pub async fn set_active(
+    db: &DatabaseConnection,
+    actor: &users::Model,
+    username: &str,
+    active: bool,
+) -> Result<users::Model, UserError> {
+    let user = find_by_username(db, username).await?;
+    if user.id == actor.id && !active {
+        return Err(UserError::OwnAccount);
+    }
+    let mut model: users::ActiveModel = user.into();
+    model.is_active = Set(active);
+    let user = model.update(db).await?;
+    log::info!(
+        "user {} {}",
+        user.username,
+        if active { "activated" } else { "deactivated" }
+    );
+    Ok(user)
+}
+
+/// Deletes a user; the database cascades to all of its tokens.
+pub async fn delete(
+    db: &DatabaseConnection,
+    actor: &users::Model,
+    username: &str,
+) -> Result<(), UserError> {
+    let user = find_by_username(db, username).await?;
+    if user.id == actor.id {
+        return Err(UserError::OwnAccount);
+    }
+    users::Entity::delete_by_id(user.id).exec(db).await?;
+    log::info!("user deleted: {}", user.username);
+    Ok(())
+}
+
+pub enum Bootstrap {
+    /// Users exist already; nothing was done.
+    NotNeeded,
+    /// `admin` was created with the configured password.
+    CreatedWithConfiguredPassword,
+    /// `admin` was created with this random password, to be shown once.
+    CreatedWithRandomPassword(String),
+}
+
+/// On an empty database, creates the `admin` user so a fresh install can be used at once.
+pub async fn ensure_bootstrap_admin(
+    db: &DatabaseConnection,
+    policy: &Policy,
+    configured_password: Option<String>,
+) -> Result<Bootstrap, UserError> {
+    if users::Entity::find().count(db).await? > 0 {
+        return Ok(Bootstrap::NotNeeded);
+    }
+    let (password, generated) = match configured_password {
+        Some(password) => (password, false),
+        None => (random_alphanumeric(20), true),
+    };
+    let new = NewUser {
+        username: Username::parse(BOOTSTRAP_ADMIN)?,
+        password: password.clone(),
+        is_admin: true,
+    };
+    // The bootstrap admin gets no signup token: its key would have nowhere safe to go.
+    let policy = Policy {
+        token_on_signup: false,
+        ..policy.clone()
+    };
+    match create(db, &policy, new).await {
+        Ok(_) if generated => Ok(Bootstrap::CreatedWithRandomPassword(password)),
+        Ok(_) => Ok(Bootstrap::CreatedWithConfiguredPassword),
+        // Another instance sharing the database won the race: it created the admin.
+        Err(UserError::UsernameTaken) => Ok(Bootstrap::NotNeeded),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_fold_case_for_uniqueness_but_keep_their_spelling() {
+        let name = Username::parse("  Ærøskøbing.Bob ").unwrap();
+        assert_eq!(name.as_str(), "Ærøskøbing.Bob");
+        assert_eq!(name.key(), "ærøskøbing.bob");
+    }
+
+    #[test]
+    fn usernames_refuse_paths_spaces_and_controls() {
+        for bad in ["", "a/b", "a b", "a\u{0}b", "<script>", &"x".repeat(151)] {
+            assert!(Username::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn passwords_need_eight_characters_and_fit_in_a_kilobyte() {
+        assert!(validate_password("short").is_err());
+        assert!(validate_password("long enough").is_ok());
+        assert!(validate_password(&"x".repeat(1025)).is_err());
+    }
+}

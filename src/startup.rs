@@ -1,0 +1,176 @@
+//! Building the application: database, migrations, first admin, HTTP server.
+
+use std::{net::TcpListener, time::Duration};
+
+use actix_web::{
+    App, HttpServer,
+    dev::Server,
+    middleware::{Logger, NormalizePath, TrailingSlash},
+    web,
+};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+
+use crate::{
+    auth::password,
+    config::{SecretKey, Settings},
+    routes,
+    services::{
+        Policy,
+        users::{self, Bootstrap},
+    },
+};
+
+/// Shared by every worker.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub policy: Policy,
+    /// For signed session cookies (the web UI).
+    pub secret_key: SecretKey,
+}
+
+pub fn policy_from(settings: &Settings) -> Policy {
+    Policy {
+        session_ttl: settings.session_ttl,
+        max_tokens_per_user: settings.max_tokens_per_user,
+        token_on_signup: settings.token_on_signup,
+    }
+}
+
+/// Connects with settings fit for a server: on SQLite, WAL (readers never wait for the writer)
+/// and a busy timeout (writers queue instead of failing with "database is locked").
+pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(database_url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30))
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true)
+        });
+    if database_url.starts_with("sqlite:") {
+        options.max_connections(8).min_connections(1);
+    } else {
+        options.max_connections(20).min_connections(2);
+    }
+    Database::connect(options).await
+}
+
+/// Connects and applies pending migrations.
+pub async fn connect_and_migrate(database_url: &str) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(database_url).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("creating the first admin: {0}")]
+    Bootstrap(#[from] users::UserError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    /// Migrates, creates the first admin on an empty database, binds and builds the server.
+    pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
+        let db = connect_and_migrate(&settings.database_url).await?;
+        let policy = policy_from(settings);
+        match users::ensure_bootstrap_admin(&db, &policy, settings.admin_password.clone()).await? {
+            Bootstrap::NotNeeded => {}
+            Bootstrap::CreatedWithConfiguredPassword => log::warn!(
+                "created user '{}' with the password from MULTITOKEN_ADMIN_PASSWORD",
+                users::BOOTSTRAP_ADMIN
+            ),
+            // Shown once, on the very first start, so a fresh install can be used at once.
+            Bootstrap::CreatedWithRandomPassword(password) => log::warn!(
+                "created user '{}' with password: {password}  (shown only this once; change it)",
+                users::BOOTSTRAP_ADMIN
+            ),
+        }
+        tokio::task::spawn_blocking(password::warm_up);
+        let state = web::Data::new(AppState {
+            db,
+            policy,
+            secret_key: settings.secret_key_or_random(),
+        });
+        let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
+            address: settings.bind.to_string(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                address: settings.bind.to_string(),
+                source,
+            })?
+            .port();
+        let server = run(listener, state, settings.workers.map(|w| w.get())).map_err(|source| {
+            StartupError::Bind {
+                address: settings.bind.to_string(),
+                source,
+            }
+        })?;
+        log::info!("listening on http://{}:{port}", settings.bind.ip());
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until stopped (SIGINT or SIGTERM stop it gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+fn run(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    workers: Option<usize>,
+) -> std::io::Result<Server> {
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .into_utoipa_app()
+            .openapi(routes::ApiDoc::openapi())
+            .app_data(state.clone())
+            .app_data(routes::path_config())
+            .app_data(routes::query_config())
+            .configure(routes::configure)
+            .openapi_service(routes::openapi_document)
+            .default_service(web::to(routes::not_found))
+            .into_app()
+            .configure(routes::configure_pages)
+            .wrap(NormalizePath::new(TrailingSlash::Trim))
+            // The path only: a query string could carry a secret someone put there by mistake.
+            .wrap(
+                Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
+                    .custom_request_replace("method", |req| req.method().to_string()),
+            )
+    })
+    .shutdown_timeout(30);
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
