@@ -1,0 +1,278 @@
+//! Test harness: the real application on a free port, a fresh database per test (a temporary
+//! SQLite file, or a uniquely named PostgreSQL database when `MULTITOKEN_TEST_POSTGRES_URL` is
+//! set), and a client with a helper per endpoint.
+
+use std::{path::PathBuf, time::Duration};
+
+use multitoken::{
+    config::{SecretKey, Settings},
+    startup::Application,
+};
+use reqwest::{Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Runs each named `async fn name(backend: Backend)` once per backend, as `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                match $crate::helpers::Backend::postgres() {
+                    Some(backend) => super::$name(backend).await,
+                    None => eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: PostgreSQL run skipped"),
+                }
+            }
+        }
+    )*};
+}
+
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// The server URL of a database we may create databases from.
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn postgres() -> Option<Backend> {
+        std::env::var("MULTITOKEN_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(Backend::Postgres)
+    }
+}
+
+/// A database that exists for one test.
+pub struct TestDatabase {
+    pub url: String,
+    /// The SQLite file, kept alive (and deleted) with the test.
+    pub sqlite_file: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: &Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let file = dir.path().join("multitoken.db");
+                TestDatabase {
+                    url: format!("sqlite://{}?mode=rwc", file.display()),
+                    sqlite_file: Some(file),
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres(server_url) => {
+                let name = format!("mt_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(server_url.as_str())
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("cannot connect to PostgreSQL at {server_url}: {e}")
+                    });
+                admin
+                    .execute_unprepared(&format!(r#"CREATE DATABASE "{name}""#))
+                    .await
+                    .expect("create a test database");
+                admin.close().await.ok();
+                let base = server_url
+                    .rsplit_once('/')
+                    .map_or(server_url.as_str(), |(base, _)| base);
+                TestDatabase {
+                    url: format!("{base}/{name}"),
+                    sqlite_file: None,
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+/// Settings as a test wants them; change fields before `spawn_app_with`.
+pub fn test_settings(database_url: &str) -> Settings {
+    Settings {
+        database_url: database_url.to_owned(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        secret_key: Some(SecretKey::parse(&"s".repeat(64)).unwrap()),
+        session_ttl: Duration::from_secs(24 * 3600),
+        max_tokens_per_user: 100,
+        token_on_signup: false,
+        admin_password: Some(ADMIN_PASSWORD.to_owned()),
+        workers: std::num::NonZeroUsize::new(1),
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub database: TestDatabase,
+    /// A session key of the bootstrap `admin`.
+    pub admin_key: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let database = TestDatabase::create(&backend).await;
+    let mut settings = test_settings(&database.url);
+    adjust(&mut settings);
+    start(database, &settings).await
+}
+
+/// Starts the application on `database` (new or reused) with `settings`.
+pub async fn start(database: TestDatabase, settings: &Settings) -> TestApp {
+    let application = Application::build(settings)
+        .await
+        .expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let handle = application.handle();
+    tokio::spawn(application.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut app = TestApp {
+        address,
+        client,
+        database,
+        admin_key: String::new(),
+        handle,
+    };
+    // A database that already had users got no bootstrap admin; such tests bring their own users.
+    let admin_password = settings.admin_password.as_deref().unwrap_or(ADMIN_PASSWORD);
+    app.admin_key = app
+        .try_login("admin", admin_password)
+        .await
+        .unwrap_or_default();
+    app
+}
+
+/// A token as the API hands it out once.
+pub struct IssuedKey {
+    pub id: String,
+    pub key: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Stops the server (gracefully) and gives back its database, for a restart.
+    pub async fn stop(self) -> TestDatabase {
+        self.handle.stop(true).await;
+        self.database
+    }
+
+    pub async fn db(&self) -> DatabaseConnection {
+        Database::connect(self.database.url.as_str())
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("Token {key}"));
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: Value) -> Response {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str, key: Option<&str>) -> Response {
+        let mut request = self.client.delete(self.url(path));
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("Token {key}"));
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Logs in through `POST /api/token/` and returns the session key.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        match self.try_login(username, password).await {
+            Ok(key) => key,
+            Err(body) => panic!("login of {username} failed: {body}"),
+        }
+    }
+
+    pub async fn try_login(&self, username: &str, password: &str) -> Result<String, Value> {
+        let response = self
+            .post(
+                "/api/token/",
+                None,
+                json!({ "username": username, "password": password }),
+            )
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        match (status, body["id_token"].as_str()) {
+            (StatusCode::OK, Some(key)) => Ok(key.to_owned()),
+            _ => Err(body),
+        }
+    }
+
+    /// Creates a user through the admin API and returns a session key for it.
+    pub async fn create_user(&self, username: &str, is_admin: bool) -> String {
+        let response = self
+            .post(
+                "/api/admin/users/",
+                Some(&self.admin_key),
+                json!({ "username": username, "password": PASSWORD, "is_admin": is_admin }),
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "create user {username}: {}",
+            response.text().await.unwrap()
+        );
+        self.login(username, PASSWORD).await
+    }
+
+    /// Creates a named device token through `POST /api/tokens/`.
+    pub async fn create_token(&self, key: &str, name: &str) -> IssuedKey {
+        let response = self
+            .post("/api/tokens/", Some(key), json!({ "name": name }))
+            .await;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "create token {name}: {body}");
+        IssuedKey {
+            id: body["id"].as_str().unwrap().to_owned(),
+            key: body["id_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The status of `GET /api/me/` with `key`.
+    pub async fn me_status(&self, key: &str) -> StatusCode {
+        self.get("/api/me/", Some(key)).await.status()
+    }
+}
+
+/// Status and JSON body of a response, for assertions with the body in the message.
+pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("a JSON body expected with {status}, got {text:?}"));
+    (status, body)
+}

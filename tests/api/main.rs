@@ -1,0 +1,8 @@
+mod helpers;
+
+mod admin;
+mod cli;
+mod robustness;
+mod session;
+mod storage;
+mod tokens;

@@ -1,0 +1,198 @@
+//! Bad input of every kind gets a clear JSON 4xx; probes and the OpenAPI document answer.
+
+use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, spawn_app, status_and_json};
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_body_over_64_kib_is_413_in_json,
+    malformed_bodies_are_400_and_unknown_media_types_415,
+    unknown_routes_are_json_404s,
+    health_answers_and_readiness_reflects_the_database,
+    the_openapi_document_describes_every_endpoint,
+);
+
+async fn a_body_over_64_kib_is_413_in_json(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let huge = json!({ "username": "admin", "password": "x".repeat(70 * 1024) });
+    let (status, body) = status_and_json(app.post("/api/token/", None, huge).await).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body["error"].as_str().unwrap().contains("64"), "{body}");
+    // Streamed without a Content-Length: the limit holds while reading, too.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..80).map(|_| Ok(vec![b' '; 1024])).collect();
+    let streamed = app
+        .client
+        .post(app.url("/api/tokens/"))
+        .bearer_auth(&app.admin_key)
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        app.me_status(&app.admin_key).await,
+        StatusCode::OK,
+        "the server keeps answering"
+    );
+}
+
+async fn malformed_bodies_are_400_and_unknown_media_types_415(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases: [(&str, &[u8], StatusCode); 7] = [
+        (
+            "application/json",
+            b"{\"username\": ",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("application/json", b"[1, 2, 3]", StatusCode::BAD_REQUEST),
+        (
+            "application/json",
+            b"\xff\xfe\x00garbage",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "application/json",
+            b"{\"username\": 5, \"password\": null}",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"username=%ZZ&&&=",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "text/plain",
+            b"username=admin",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "multipart/form-data; boundary=x",
+            b"--x--",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ];
+    for (content_type, body, expected) in cases {
+        let response = app
+            .client
+            .post(app.url("/api/token/"))
+            .header("Content-Type", content_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let (status, json) = status_and_json(response).await;
+        assert_eq!(
+            status,
+            expected,
+            "{content_type} {:?}: {json}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(
+            json["error"].is_string(),
+            "errors are JSON with an `error`: {json}"
+        );
+    }
+    let hostile_username = json!({ "username": "admin\u{0}' OR 1=1 --", "password": "x" });
+    let (status, _) = status_and_json(app.post("/api/token/", None, hostile_username).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let rtl_and_zero_width = json!({ "name": "\u{202e}evil\u{200b}" });
+    let (status, body) = status_and_json(
+        app.post("/api/tokens/", Some(&app.admin_key), rtl_and_zero_width)
+            .await,
+    )
+    .await;
+    assert!(
+        status.is_client_error() || status == StatusCode::CREATED,
+        "{status}: {body}"
+    );
+}
+
+async fn unknown_routes_are_json_404s(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in ["/api/nothing/", "/nothing", "/api/tokens/x/y/z"] {
+        let (status, body) = status_and_json(app.get(path, None).await).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body, json!({ "error": "not found" }));
+    }
+}
+
+async fn health_answers_and_readiness_reflects_the_database(backend: Backend) {
+    let is_postgres = matches!(backend, Backend::Postgres(_));
+    let app = spawn_app(backend.clone()).await;
+    for path in ["/healthz", "/healthz/", "/readyz", "/readyz/"] {
+        assert_eq!(app.get(path, None).await.status(), StatusCode::OK, "{path}");
+    }
+    if let (true, Backend::Postgres(server_url)) = (is_postgres, backend) {
+        // Take the database away under the running server: readiness must say so, liveness must not.
+        let name = app.database.url.rsplit('/').next().unwrap().to_owned();
+        let admin = sea_orm::Database::connect(server_url.as_str())
+            .await
+            .unwrap();
+        admin
+            .execute_unprepared(&format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#))
+            .await
+            .expect("drop the test database");
+        let (status, body) = status_and_json(app.get("/readyz", None).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+        let (status, body) = status_and_json(app.get("/api/me/", Some(&app.admin_key)).await).await;
+        assert!(
+            status.is_server_error() && body["error"] == "internal server error",
+            "no internals leak: {body}"
+        );
+    }
+}
+
+async fn the_openapi_document_describes_every_endpoint(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (status, doc) = status_and_json(app.get("/api/openapi.json", None).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "OpenAPI 3"
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let expected: [(&str, &str); 19] = [
+        ("/api/token", "post"),
+        ("/api/non-expiring-token", "post"),
+        ("/api/me", "get"),
+        ("/api/logout", "post"),
+        ("/api/logout", "get"),
+        ("/api/logout-all", "post"),
+        ("/api/tokens", "get"),
+        ("/api/tokens", "post"),
+        ("/api/tokens/{id}", "delete"),
+        ("/api/admin/tokens", "get"),
+        ("/api/admin/tokens/{id}", "delete"),
+        ("/api/admin/users/{username}/revoke-all", "post"),
+        ("/api/admin/users/{username}/deactivate", "post"),
+        ("/api/admin/users/{username}/activate", "post"),
+        ("/api/admin/users", "get"),
+        ("/api/admin/users", "post"),
+        ("/api/admin/users/{username}", "delete"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from the document"
+        );
+    }
+    assert!(
+        doc["components"]["schemas"]
+            .get("IssuedKeyResponse")
+            .is_some()
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["token"]["scheme"],
+        Value::from("bearer")
+    );
+}
