@@ -152,7 +152,7 @@ where
     let locked = users::Entity::update_many()
         .col_expr(
             users::Column::IsActive,
-            Expr::col(users::Column::IsActive).into(),
+            Expr::col(users::Column::IsActive),
         )
         .filter(users::Column::Id.eq(user.id))
         .exec(&txn)

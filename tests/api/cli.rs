@@ -137,7 +137,9 @@ async fn cli_errors_exit_non_zero_with_one_clear_line() {
         Some("dave's password\n"),
     );
     assert!(ok.status.success());
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    /// Arguments, environment, and what the one line of stderr must mention.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["create-user", "Dave", "--password-stdin"],
             vec![],
