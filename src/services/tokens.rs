@@ -150,10 +150,7 @@ where
     // one after another, so the limit below cannot be overshot by racing requests. On SQLite the
     // write also takes the database write lock before anything is read, which avoids upgrade deadlocks.
     let locked = users::Entity::update_many()
-        .col_expr(
-            users::Column::IsActive,
-            Expr::col(users::Column::IsActive),
-        )
+        .col_expr(users::Column::IsActive, Expr::col(users::Column::IsActive))
         .filter(users::Column::Id.eq(user.id))
         .exec(&txn)
         .await?;

@@ -151,15 +151,26 @@ pub async fn create(
     Ok(CreatedUser { user, signup_token })
 }
 
+/// Finds a user by name, in any case. A name no user could have is simply not found (and never
+/// reaches the database: PostgreSQL would refuse a NUL byte with an error).
 pub async fn find_by_username(
     db: &impl ConnectionTrait,
     username: &str,
 ) -> Result<users::Model, UserError> {
+    let Ok(username) = Username::parse(username) else {
+        return Err(UserError::NotFound);
+    };
+    find_by_key(db, &username).await?.ok_or(UserError::NotFound)
+}
+
+async fn find_by_key(
+    db: &impl ConnectionTrait,
+    username: &Username,
+) -> Result<Option<users::Model>, DbErr> {
     users::Entity::find()
-        .filter(users::Column::UsernameKey.eq(username.trim().to_lowercase()))
+        .filter(users::Column::UsernameKey.eq(username.key()))
         .one(db)
-        .await?
-        .ok_or(UserError::NotFound)
+        .await
 }
 
 /// Every user, oldest first.
@@ -178,12 +189,7 @@ pub async fn authenticate(
     password: String,
 ) -> Result<users::Model, UserError> {
     let user = match Username::parse(username) {
-        Ok(name) => {
-            users::Entity::find()
-                .filter(users::Column::UsernameKey.eq(name.key()))
-                .one(db)
-                .await?
-        }
+        Ok(name) => find_by_key(db, &name).await?,
         Err(_) => None,
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());

@@ -414,3 +414,34 @@ async fn a_login_over_the_limit_evicts_the_oldest_session(backend: Backend) {
         "never more than the limit: {listed}"
     );
 }
+
+/// Not a speed claim: a check that an unknown username costs an argon2 verification too. Without
+/// the dummy hash an unknown user answers in about a millisecond, a wrong password in tens.
+#[tokio::test]
+async fn an_unknown_username_takes_as_long_as_a_wrong_password() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.create_user("known", false).await;
+    let median_of = async |username: &str| {
+        let mut samples = Vec::new();
+        for _ in 0..7 {
+            let started = std::time::Instant::now();
+            let response = app
+                .post(
+                    "/api/token/",
+                    None,
+                    json!({ "username": username, "password": "wrong password" }),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    let wrong_password = median_of("known").await;
+    let unknown_user = median_of("unknown").await;
+    assert!(
+        unknown_user * 2 >= wrong_password,
+        "unknown user {unknown_user:?} vs wrong password {wrong_password:?}: a timing oracle for usernames"
+    );
+}
