@@ -416,32 +416,27 @@ async fn a_login_over_the_limit_evicts_the_oldest_session(backend: Backend) {
 }
 
 /// Not a speed claim: a check that an unknown username costs an argon2 verification too. Without
-/// the dummy hash an unknown user answers in about a millisecond, a wrong password in tens.
+/// the dummy hash an unknown user answers in about a millisecond, a wrong password in tens. The
+/// two kinds of login alternate, so noise from other tests hits both alike, and the fastest of
+/// each is compared: the floor is what the work itself costs.
 #[tokio::test]
 async fn an_unknown_username_takes_as_long_as_a_wrong_password() {
     let app = spawn_app(Backend::Sqlite).await;
     app.create_user("known", false).await;
-    let median_of = async |username: &str| {
-        let mut samples = Vec::new();
-        for _ in 0..7 {
-            let started = std::time::Instant::now();
-            let response = app
-                .post(
-                    "/api/token/",
-                    None,
-                    json!({ "username": username, "password": "wrong password" }),
-                )
-                .await;
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-            samples.push(started.elapsed());
-        }
-        samples.sort();
-        samples[samples.len() / 2]
+    let timed_login = async |username: &str| {
+        let started = std::time::Instant::now();
+        let body = json!({ "username": username, "password": "wrong password" });
+        let response = app.post("/api/token/", None, body).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        started.elapsed()
     };
-    let wrong_password = median_of("known").await;
-    let unknown_user = median_of("unknown").await;
+    let (mut wrong_password, mut unknown_user) = (Duration::MAX, Duration::MAX);
+    for _ in 0..9 {
+        wrong_password = wrong_password.min(timed_login("known").await);
+        unknown_user = unknown_user.min(timed_login("unknown").await);
+    }
     assert!(
-        unknown_user * 2 >= wrong_password,
+        unknown_user * 4 >= wrong_password,
         "unknown user {unknown_user:?} vs wrong password {wrong_password:?}: a timing oracle for usernames"
     );
 }
