@@ -52,12 +52,42 @@ impl Backend {
     }
 }
 
-/// A database that exists for one test.
+/// A database that exists for one test, and is removed with it.
 pub struct TestDatabase {
     pub url: String,
     /// The SQLite file, kept alive (and deleted) with the test.
     pub sqlite_file: Option<PathBuf>,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL server URL and database name, to drop it afterwards.
+    postgres: Option<(String, String)>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((server_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = Database::connect(server_url.as_str()).await?;
+                admin
+                    .execute_unprepared(&format!(
+                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                    ))
+                    .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop a test database (.ci/run removes leftovers): {dropped:?}");
+        }
+    }
 }
 
 impl TestDatabase {
@@ -70,6 +100,7 @@ impl TestDatabase {
                     url: format!("sqlite://{}?mode=rwc", file.display()),
                     sqlite_file: Some(file),
                     _dir: Some(dir),
+                    postgres: None,
                 }
             }
             Backend::Postgres(server_url) => {
@@ -91,6 +122,7 @@ impl TestDatabase {
                     url: format!("{base}/{name}"),
                     sqlite_file: None,
                     _dir: None,
+                    postgres: Some((server_url.clone(), name)),
                 }
             }
         }
