@@ -51,7 +51,7 @@ pub enum Command {
 #[derive(Args)]
 pub struct Settings {
     /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST/DB.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = parse_database_url, global = true)]
     pub database_url: String,
     /// Address to listen on.
     #[arg(
@@ -76,12 +76,7 @@ pub struct Settings {
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub token_on_signup: bool,
     /// Password for the `admin` user created on first start (random and logged once when unset).
-    #[arg(
-        long,
-        env = "MULTITOKEN_ADMIN_PASSWORD",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "MULTITOKEN_ADMIN_PASSWORD", hide_env_values = true, value_parser = parse_admin_password, global = true)]
     pub admin_password: Option<String>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "MULTITOKEN_WORKERS", global = true)]
@@ -141,6 +136,22 @@ fn explain_invalid_value(error: &clap::Error) -> String {
 }
 
 use std::error::Error as _;
+
+/// Only the scheme is checked and no message repeats the URL: it may carry a password.
+fn parse_database_url(url: &str) -> Result<String, String> {
+    let supported = ["sqlite:", "postgres://", "postgresql://"];
+    if supported.iter().any(|scheme| url.starts_with(scheme)) {
+        Ok(url.to_owned())
+    } else {
+        Err("must start with sqlite: or postgres://".to_owned())
+    }
+}
+
+fn parse_admin_password(password: &str) -> Result<String, String> {
+    crate::services::users::validate_password(password)
+        .map(|()| password.to_owned())
+        .map_err(|invalid| invalid.message)
+}
 
 impl Settings {
     pub fn secret_key_or_random(&self) -> SecretKey {

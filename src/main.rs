@@ -1,6 +1,9 @@
 use std::process::ExitCode;
 
-use multitoken::{commands, config::Cli};
+use multitoken::{
+    commands,
+    config::{Cli, Command},
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -8,7 +11,12 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,sqlx=warn"))
+    // A server logs what it does; a one-shot command speaks only through its output and errors.
+    let default_filter = match cli.command {
+        Command::Serve => "info,sqlx=warn",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
         .init();
     match commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

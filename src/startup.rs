@@ -5,11 +5,12 @@ use std::{net::TcpListener, time::Duration};
 use actix_web::{
     App, HttpServer,
     dev::Server,
-    middleware::{Logger, NormalizePath, TrailingSlash},
+    http::header,
+    middleware::{DefaultHeaders, Logger, NormalizePath, TrailingSlash},
     web,
 };
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -64,8 +65,65 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
 /// Connects and applies pending migrations.
 pub async fn connect_and_migrate(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     let db = connect(database_url).await?;
-    Migrator::up(&db, None).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        migrate_holding_lock(database_url).await?;
+    } else {
+        let _lock = lock_sqlite_migrations(database_url).await?;
+        Migrator::up(&db, None).await?;
+    }
     Ok(db)
+}
+
+/// Processes sharing one SQLite file (a server and a `create-user`, say) take turns to migrate,
+/// through an exclusive lock on a file beside the database. Not the database file itself: closing
+/// any other handle on it would drop SQLite's own locks.
+async fn lock_sqlite_migrations(database_url: &str) -> Result<Option<std::fs::File>, DbErr> {
+    let path = database_url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.migrate-lock");
+    let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| DbErr::Custom(format!("migration lock task failed: {e}")))?
+    .map_err(|e| DbErr::Custom(format!("cannot lock {path}.migrate-lock: {e}")))?;
+    Ok(Some(lock))
+}
+
+/// Any constant will do, as long as every instance uses the same one.
+const MIGRATION_LOCK_ID: i64 = 0x6d74_6d69_6772; // "mtmigr"
+
+/// Instances starting together on one PostgreSQL take turns: the first migrates, the others
+/// then find nothing pending. The lock belongs to a session, so it uses a pool of exactly one.
+async fn migrate_holding_lock(database_url: &str) -> Result<(), DbErr> {
+    let mut options = ConnectOptions::new(database_url.to_owned());
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    let session = Database::connect(options).await?;
+    session
+        .execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
+        .await?;
+    let migrated = Migrator::up(&session, None).await;
+    let unlocked = session
+        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
+        .await;
+    session.close().await.ok();
+    migrated.and(unlocked.map(|_| ()))
 }
 
 pub struct Application {
@@ -162,6 +220,9 @@ fn run(
             .into_app()
             .configure(routes::configure_pages)
             .wrap(NormalizePath::new(TrailingSlash::Trim))
+            // Answers carry keys and account data: no cache may keep them. (Added only where a
+            // handler set no Cache-Control of its own, so the stylesheet stays cacheable.)
+            .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")))
             // The path only: a query string could carry a secret someone put there by mistake.
             .wrap(
                 Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)

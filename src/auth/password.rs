@@ -3,7 +3,7 @@
 //! Hashing is slow on purpose, so it runs on the blocking pool, never on the async workers, and
 //! at most one hash per core runs at once: a login flood queues instead of exhausting memory.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use tokio::sync::Semaphore;
@@ -18,9 +18,9 @@ pub enum PasswordError {
     Task(#[from] tokio::task::JoinError),
 }
 
-static HASHING_SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
+static HASHING_SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Semaphore::new(cores)
+    Arc::new(Semaphore::new(cores))
 });
 
 /// Verified against when the user is unknown, so a wrong username costs the same time as a wrong password.
@@ -47,11 +47,18 @@ fn verify_now(password: &str, stored: &str) -> bool {
 async fn on_blocking_pool<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, PasswordError> {
-    let _slot = HASHING_SLOTS
-        .acquire()
+    let slot = HASHING_SLOTS
+        .clone()
+        .acquire_owned()
         .await
         .expect("the semaphore is never closed");
-    Ok(tokio::task::spawn_blocking(work).await?)
+    // The slot travels with the work: if the request is dropped (client gone), the hash still
+    // runs to its end and only then frees the slot, so the bound holds whatever clients do.
+    Ok(tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    })
+    .await?)
 }
 
 /// PHC string of a fresh argon2id hash with a random salt.

@@ -21,6 +21,8 @@ use crate::{
 pub const TOKEN_NAME_MAX_CHARS: usize = 64;
 /// `last_used_at` is written at most this often per token; it is for people, not accounting.
 const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// How long an expired token stays, answering "Token has expired", before issuance clears it away.
+const EXPIRED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -158,13 +160,23 @@ where
         return Err(TokenError::NotFound);
     }
     let at = now();
+    // Expired tokens still answer "Token has expired" for a day; after that they are only
+    // clutter. Removing them here keeps a user's rows bounded even when nobody runs `prune`.
+    tokens::Entity::delete_many()
+        .filter(tokens::Column::UserId.eq(user.id))
+        .filter(tokens::Column::ExpiresAt.lte(at - EXPIRED_KEPT_FOR))
+        .exec(&txn)
+        .await?;
     let live = tokens::Entity::find()
         .filter(tokens::Column::UserId.eq(user.id))
         .filter(live_at(at))
         .count(&txn)
         .await?;
-    if live >= u64::from(policy.max_tokens_per_user) {
-        evict_oldest_session(&txn, policy, user, &new.kind, at).await?;
+    let max = u64::from(policy.max_tokens_per_user);
+    if live >= max {
+        // Usually one; more when the limit was lowered since these tokens were issued.
+        let excess = live + 1 - max;
+        evict_oldest_sessions(&txn, policy, user, &new.kind, at, excess).await?;
     }
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -196,12 +208,13 @@ where
     Ok(IssuedToken { token, key })
 }
 
-async fn evict_oldest_session(
+async fn evict_oldest_sessions(
     txn: &impl ConnectionTrait,
     policy: &Policy,
     user: &users::Model,
     kind: &TokenKind,
     at: DateTime<Utc>,
+    count: u64,
 ) -> Result<(), TokenError> {
     let limit = TokenError::LimitReached {
         max: policy.max_tokens_per_user,
@@ -209,19 +222,28 @@ async fn evict_oldest_session(
     if *kind != TokenKind::Session {
         return Err(limit);
     }
-    let oldest = tokens::Entity::find()
+    let oldest: Vec<Uuid> = tokens::Entity::find()
+        .select_only()
+        .column(tokens::Column::Id)
         .filter(tokens::Column::UserId.eq(user.id))
         .filter(tokens::Column::Kind.eq(TokenKind::Session))
         .filter(live_at(at))
         .order_by_asc(tokens::Column::CreatedAt)
         .order_by_asc(tokens::Column::Id)
-        .one(txn)
-        .await?
-        .ok_or(limit)?;
-    tokens::Entity::delete_by_id(oldest.id).exec(txn).await?;
+        .limit(count)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    // Only device tokens left to make room: those are never evicted, so the login is refused.
+    if (oldest.len() as u64) < count {
+        return Err(limit);
+    }
+    tokens::Entity::delete_many()
+        .filter(tokens::Column::Id.is_in(oldest.clone()))
+        .exec(txn)
+        .await?;
     log::info!(
-        "token evicted: {} (oldest session of user {})",
-        oldest.id,
+        "tokens evicted (oldest sessions of user {}): {oldest:?}",
         user.username
     );
     Ok(())

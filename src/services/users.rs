@@ -3,7 +3,9 @@
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, SqlErr, TransactionTrait,
+    sea_query::Expr,
 };
+use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
 use super::{Invalid, Policy, has_control_characters, now, tokens};
@@ -44,16 +46,18 @@ pub enum UserError {
     Db(#[from] DbErr),
 }
 
-/// A username as people type it: 1–150 letters, digits and `.@+-_` (Django's rule), any script.
-/// Compared case-insensitively through `key()`.
+/// A username as people type it: 1–150 letters, digits and `.@+-_` (Django's rule), any script,
+/// NFKC-normalised as Django does (so composed and decomposed accents are one name). Compared
+/// case-insensitively through `key()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(text: &str) -> Result<Username, Invalid> {
-        let text = text.trim();
-        let length = text.chars().count();
-        if length == 0 || length > USERNAME_MAX_CHARS {
+        let text: String = text.trim().nfkc().collect();
+        let fits = |s: &str| (1..=USERNAME_MAX_CHARS).contains(&s.chars().count());
+        // The folded key can be longer than the name ("ß" folds to "ss"); both must fit.
+        if !fits(&text) || !fits(&fold_case(&text)) {
             return Err(Invalid::new(
                 "username",
                 format!("must be 1 to {USERNAME_MAX_CHARS} characters"),
@@ -68,7 +72,7 @@ impl Username {
                 "may contain only letters, digits and . @ + - _",
             ));
         }
-        Ok(Username(text.to_owned()))
+        Ok(Username(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -77,8 +81,14 @@ impl Username {
 
     /// The case-folded form that carries uniqueness.
     pub fn key(&self) -> String {
-        self.0.to_lowercase()
+        fold_case(&self.0)
     }
+}
+
+/// Close to Unicode full case folding without a table of our own: upper-casing first makes
+/// "ß"/"SS"/"ss" and final/medial sigma meet before lower-casing.
+fn fold_case(text: &str) -> String {
+    text.to_uppercase().to_lowercase()
 }
 
 /// A new password: 8 characters at least; 1 KiB at most, so hashing time stays bounded.
@@ -221,9 +231,19 @@ pub async fn set_active(
     if user.id == actor.id && !active {
         return Err(UserError::OwnAccount);
     }
-    let mut model: users::ActiveModel = user.into();
-    model.is_active = Set(active);
-    let user = model.update(db).await?;
+    // By id and counted, so a user deleted meanwhile is NotFound rather than an error.
+    let done = users::Entity::update_many()
+        .col_expr(users::Column::IsActive, Expr::value(active))
+        .filter(users::Column::Id.eq(user.id))
+        .exec(db)
+        .await?;
+    if done.rows_affected == 0 {
+        return Err(UserError::NotFound);
+    }
+    let user = users::Model {
+        is_active: active,
+        ..user
+    };
     log::info!(
         "user {} {}",
         user.username,
@@ -297,6 +317,27 @@ mod tests {
         let name = Username::parse("  Ærøskøbing.Bob ").unwrap();
         assert_eq!(name.as_str(), "Ærøskøbing.Bob");
         assert_eq!(name.key(), "ærøskøbing.bob");
+    }
+
+    #[test]
+    fn case_folding_joins_sharp_s_sigma_and_accent_forms() {
+        let key = |s: &str| Username::parse(s).unwrap().key();
+        assert_eq!(key("Straße"), key("STRASSE"));
+        assert_eq!(key("ΣΑΣ"), key("σασ"));
+        assert_eq!(
+            key("Jose\u{301}"),
+            key("JOSÉ"),
+            "decomposed and composed accents are one name"
+        );
+    }
+
+    #[test]
+    fn a_name_whose_folded_key_would_not_fit_is_refused() {
+        assert!(
+            Username::parse(&"ß".repeat(150)).is_err(),
+            "folds to 300 characters"
+        );
+        assert!(Username::parse(&"ß".repeat(75)).is_ok());
     }
 
     #[test]

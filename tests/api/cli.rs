@@ -16,8 +16,7 @@ fn multitoken(database_url: &str) -> Command {
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn");
+        .env("DATABASE_URL", database_url);
     command
 }
 
@@ -180,6 +179,16 @@ async fn cli_errors_exit_non_zero_with_one_clear_line() {
             vec![("MULTITOKEN_TOKEN_ON_SIGNUP", "perhaps")],
             "MULTITOKEN_TOKEN_ON_SIGNUP",
         ),
+        (
+            vec!["serve"],
+            vec![("MULTITOKEN_ADMIN_PASSWORD", "short")],
+            "MULTITOKEN_ADMIN_PASSWORD",
+        ),
+        (
+            vec!["migrate"],
+            vec![("DATABASE_URL", "mysql://root:hunter2@db/x")],
+            "DATABASE_URL",
+        ),
     ];
     for (args, env, expected) in cases {
         let mut command = multitoken(url);
@@ -191,6 +200,10 @@ async fn cli_errors_exit_non_zero_with_one_clear_line() {
             stderr.trim().lines().count(),
             1,
             "{args:?} {env:?}: one line, got {stderr:?}"
+        );
+        assert!(
+            !stderr.contains("hunter2"),
+            "a database password is never echoed: {stderr:?}"
         );
         assert!(
             stderr.contains(expected),
@@ -225,36 +238,93 @@ async fn prune_deletes_expired_tokens_and_prints_the_count() {
     assert_eq!(text(&again.stdout).trim(), "0");
 }
 
+/// `multitoken serve` as a child process, its stderr read line by line on a thread of its own so
+/// that waiting for a line can time out.
+struct Server {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far.
+    log: Vec<String>,
+}
+
+impl Server {
+    fn start(database_url: &str, env: &[(&str, &str)]) -> Server {
+        let mut child = multitoken(database_url)
+            .env("MULTITOKEN_BIND", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// The first line containing `needle`, waiting at most a minute.
+    fn wait_for(&mut self, needle: &str) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.log.push(line.clone());
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
+    fn port(&mut self) -> u16 {
+        let line = self
+            .wait_for("listening on http://127.0.0.1:")
+            .expect("the server says where it listens");
+        line.rsplit(':')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("a port number")
+    }
+
+    /// Stops the server and returns everything it logged.
+    fn stop(mut self) -> String {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        self.log.extend(self.lines.iter());
+        self.log.join("\n")
+    }
+}
+
 #[tokio::test]
 async fn serve_on_an_empty_database_prints_the_admin_password_once() {
     let database = TestDatabase::create(&Backend::Sqlite).await;
-    let mut child = multitoken(&database.url)
-        .env("RUST_LOG", "info")
-        .env("MULTITOKEN_BIND", "127.0.0.1:0")
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut password = None;
-    let mut port = None;
-    while (password.is_none() || port.is_none()) && Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some((_, rest)) = line.split_once("with password: ") {
-            password = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if let Some((_, rest)) = line.split_once("listening on http://127.0.0.1:") {
-            port = rest.trim().parse::<u16>().ok();
-        }
-    }
-    let (password, port) = (
-        password.expect("admin password logged"),
-        port.expect("port logged"),
-    );
-    let client = reqwest::Client::new();
-    let response = client
+    let mut first = Server::start(&database.url, &[]);
+    let line = first
+        .wait_for("with password: ")
+        .expect("the admin password is logged on the first start");
+    let password = line
+        .split("with password: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let port = first.port();
+    let response = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/token/"))
         .json(&json!({ "username": "admin", "password": password }))
         .send()
@@ -265,30 +335,91 @@ async fn serve_on_an_empty_database_prints_the_admin_password_once() {
         StatusCode::OK,
         "the printed password logs in"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let second = Command::new(env!("CARGO_BIN_EXE_multitoken"))
-        .env_clear()
-        .env("DATABASE_URL", &database.url)
-        .env("MULTITOKEN_BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut second = second;
-    let mut lines = BufReader::new(second.stderr.take().unwrap()).lines();
-    let mut saw_password = false;
-    while let Some(Ok(line)) = lines.next() {
-        saw_password |= line.contains("with password");
-        if line.contains("listening on") {
-            break;
-        }
-    }
-    second.kill().unwrap();
-    second.wait().unwrap();
+    first.stop();
+
+    let mut second = Server::start(&database.url, &[]);
+    second.port();
+    let log = second.stop();
     assert!(
-        !saw_password,
-        "the password is printed on the first start only"
+        log.contains("listening on"),
+        "the second start came up: {log}"
     );
+    assert!(
+        !log.contains("with password"),
+        "the password is printed on the first start only: {log}"
+    );
+}
+
+#[tokio::test]
+async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
+    let database = TestDatabase::create(&Backend::Sqlite).await;
+    let admin_password = "admin password never logged";
+    let mut server = Server::start(
+        &database.url,
+        &[
+            ("RUST_LOG", "trace"),
+            ("MULTITOKEN_ADMIN_PASSWORD", admin_password),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/token/?password={admin_password}"))
+        .form(&[("username", "admin"), ("password", admin_password)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = login["id_token"].as_str().expect("logged in").to_owned();
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/tokens/"))
+        .bearer_auth(&session)
+        .json(&json!({ "name": "logged?" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device = created["id_token"]
+        .as_str()
+        .expect("token created")
+        .to_owned();
+    for key in [&session, &device] {
+        let me = client
+            .get(format!("{base}/api/me/"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), StatusCode::OK);
+    }
+    let mut wrong = device.clone().into_bytes();
+    wrong[5] = if wrong[5] == b'a' { b'b' } else { b'a' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    let refused = client
+        .get(format!("{base}/api/me/?key={wrong}"))
+        .bearer_auth(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = server.stop();
+    assert!(log.lines().count() > 10, "trace logging was on: {log}");
+    assert!(log.contains("/api/me/"), "requests were logged: {log}");
+    for secret in [
+        session.as_str(),
+        device.as_str(),
+        wrong.as_str(),
+        &session[3..33],
+        admin_password,
+    ] {
+        assert!(
+            !log.contains(secret),
+            "a secret reached the log: {secret:?}"
+        );
+    }
 }

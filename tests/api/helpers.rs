@@ -115,17 +115,28 @@ impl TestDatabase {
                     .await
                     .expect("create a test database");
                 admin.close().await.ok();
-                let base = server_url
-                    .rsplit_once('/')
-                    .map_or(server_url.as_str(), |(base, _)| base);
                 TestDatabase {
-                    url: format!("{base}/{name}"),
+                    url: with_database_name(server_url, &name),
                     sqlite_file: None,
                     _dir: None,
                     postgres: Some((server_url.clone(), name)),
                 }
             }
         }
+    }
+}
+
+/// `postgres://user@host:port/db?options` with another database name, options kept.
+fn with_database_name(server_url: &str, name: &str) -> String {
+    let (address, options) = match server_url.split_once('?') {
+        Some((address, options)) => (address, Some(options)),
+        None => (server_url, None),
+    };
+    let (scheme, rest) = address.split_once("://").expect("a postgres:// URL");
+    let host = rest.split_once('/').map_or(rest, |(host, _)| host);
+    match options {
+        Some(options) => format!("{scheme}://{host}/{name}?{options}"),
+        None => format!("{scheme}://{host}/{name}"),
     }
 }
 
@@ -139,7 +150,8 @@ pub fn test_settings(database_url: &str) -> Settings {
         max_tokens_per_user: 100,
         token_on_signup: false,
         admin_password: Some(ADMIN_PASSWORD.to_owned()),
-        workers: std::num::NonZeroUsize::new(1),
+        // Two workers, so that concurrent requests really run side by side.
+        workers: std::num::NonZeroUsize::new(2),
     }
 }
 

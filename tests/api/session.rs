@@ -19,6 +19,8 @@ on_both_backends!(
     logout_deletes_only_the_presented_token_by_post_or_get,
     logout_all_ends_sessions_and_keeps_devices_unless_asked,
     a_login_over_the_limit_evicts_the_oldest_session,
+    concurrent_logins_never_take_a_user_over_the_limit,
+    a_login_is_refused_when_only_device_tokens_fill_the_limit,
 );
 
 async fn each_login_returns_a_new_session_token_that_expires_after_the_ttl(backend: Backend) {
@@ -69,6 +71,22 @@ async fn each_login_returns_a_new_session_token_that_expires_after_the_ttl(backe
         "session tokens expire after 24 h: {expires_at}"
     );
     assert_eq!(app.me_status(key).await, StatusCode::OK);
+    let response = app
+        .post(
+            "/api/token/",
+            None,
+            json!({ "username": "alice", "password": PASSWORD }),
+        )
+        .await;
+    let cache_control = response
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        cache_control.as_deref(),
+        Some("no-store"),
+        "an answer carrying a key must not be cached"
+    );
 }
 
 async fn logins_accept_json_and_form_bodies_with_or_without_the_trailing_slash(backend: Backend) {
@@ -439,4 +457,53 @@ async fn an_unknown_username_takes_as_long_as_a_wrong_password() {
         unknown_user * 4 >= wrong_password,
         "unknown user {unknown_user:?} vs wrong password {wrong_password:?}: a timing oracle for usernames"
     );
+}
+
+async fn concurrent_logins_never_take_a_user_over_the_limit(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.max_tokens_per_user = 3).await;
+    app.create_user("lena", false).await;
+    let logins = (0..12).map(|_| {
+        app.post(
+            "/api/token/",
+            None,
+            json!({ "username": "lena", "password": PASSWORD }),
+        )
+    });
+    let responses = futures_util::future::join_all(logins).await;
+    let mut keys = Vec::new();
+    for response in responses {
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "every login succeeds by evicting an older session: {body}"
+        );
+        keys.push(body["id_token"].as_str().unwrap().to_owned());
+    }
+    let mut working = 0;
+    for key in &keys {
+        if app.me_status(key).await == StatusCode::OK {
+            working += 1;
+        }
+    }
+    assert_eq!(working, 3, "exactly the limit's worth of sessions survive");
+}
+
+async fn a_login_is_refused_when_only_device_tokens_fill_the_limit(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.max_tokens_per_user = 2).await;
+    let session = app.create_user("mona", false).await;
+    app.create_token(&session, "sensor").await;
+    // At the limit with one session and one device; logging out frees a place for a second device.
+    app.post("/api/logout/", Some(&session), json!({})).await;
+    let request = json!({ "username": "mona", "password": PASSWORD, "token_name": "camera" });
+    let response = app.post("/api/non-expiring-token/", None, request).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let login = json!({ "username": "mona", "password": PASSWORD });
+    let (status, body) = status_and_json(app.post("/api/token/", None, login).await).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "device tokens are never evicted for a login: {body}"
+    );
+    assert!(body["error"].as_str().unwrap().contains("limit"), "{body}");
 }

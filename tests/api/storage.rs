@@ -2,10 +2,13 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, spawn_app, start, test_settings};
+use crate::helpers::{Backend, TestDatabase, spawn_app, start, test_settings};
 use crate::on_both_backends;
 
-on_both_backends!(tokens_survive_a_restart);
+on_both_backends!(
+    tokens_survive_a_restart,
+    instances_starting_together_on_one_empty_database_all_come_up,
+);
 
 async fn tokens_survive_a_restart(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -39,7 +42,10 @@ async fn no_issued_key_appears_anywhere_in_the_sqlite_files() {
         let mut files_read = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
+            // SQLite removes its -wal and -shm files when the last connection closes.
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
             files_read += 1;
             for key in &keys {
                 let secret = &key[3..];
@@ -56,4 +62,32 @@ async fn no_issued_key_appears_anywhere_in_the_sqlite_files() {
     let database = app.stop().await;
     check("after stopping");
     drop(database);
+}
+
+async fn instances_starting_together_on_one_empty_database_all_come_up(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    let settings = test_settings(&database.url);
+    // Each races to migrate and to create the first admin; none may fail.
+    let starts = (0..3).map(|_| multitoken::startup::Application::build(&settings));
+    let results = futures_util::future::join_all(starts).await;
+    let mut ports = Vec::new();
+    for result in results {
+        let application = result.unwrap_or_else(|e| panic!("an instance failed to start: {e}"));
+        ports.push(application.port());
+        tokio::spawn(application.run_until_stopped());
+    }
+    let client = reqwest::Client::new();
+    for port in ports {
+        let response = client
+            .post(format!("http://127.0.0.1:{port}/api/token/"))
+            .json(&serde_json::json!({ "username": "admin", "password": crate::helpers::ADMIN_PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "instance on port {port} serves the one admin"
+        );
+    }
 }

@@ -19,16 +19,16 @@ use crate::{
     startup::AppState,
 };
 
-const DEFAULT_PAGE: u64 = 100;
-const MAX_PAGE: u64 = 1000;
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
 
 #[derive(Deserialize, IntoParams)]
 pub struct TokenFilter {
     /// Only this user's tokens.
     pub user: Option<String>,
     /// Page size, 1–1000 (default 100).
-    pub limit: Option<u64>,
-    pub offset: Option<u64>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -111,7 +111,8 @@ pub async fn list_all_tokens(
         None => None,
     };
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let rows = tokens::list_all(&state.db, owner, limit, filter.offset.unwrap_or(0)).await?;
+    let offset = u64::from(filter.offset.unwrap_or(0));
+    let rows = tokens::list_all(&state.db, owner, u64::from(limit), offset).await?;
     let body: Vec<AdminTokenResponse> = rows
         .into_iter()
         .map(|(token, user)| AdminTokenResponse {
