@@ -30,6 +30,8 @@ pub enum ApiError {
     Validation(Invalid),
     #[error("{0}")]
     BadRequest(String),
+    #[error("method not allowed")]
+    MethodNotAllowed(Vec<&'static str>),
     #[error("request body is larger than {} KiB", API_BODY_LIMIT / 1024)]
     PayloadTooLarge,
     #[error("send the body as application/json or application/x-www-form-urlencoded")]
@@ -58,6 +60,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -81,8 +84,14 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized(_) = self {
-            response.insert_header((header::WWW_AUTHENTICATE, r#"Token realm="multitoken""#));
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, r#"Token realm="multitoken""#));
+            }
+            ApiError::MethodNotAllowed(methods) => {
+                response.insert_header((header::ALLOW, methods.join(", ")));
+            }
+            _ => {}
         }
         response.json(body)
     }

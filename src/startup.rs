@@ -208,17 +208,19 @@ fn run(
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || {
-        App::new()
+        let (app, api) = App::new()
             .into_utoipa_app()
             .openapi(routes::ApiDoc::openapi())
-            .app_data(state.clone())
+            .configure(routes::configure)
+            .split_for_parts();
+        let known_routes = web::Data::new(routes::KnownRoutes::from_openapi(&api));
+        app.app_data(state.clone())
             .app_data(routes::path_config())
             .app_data(routes::query_config())
-            .configure(routes::configure)
-            .openapi_service(routes::openapi_document)
-            .default_service(web::to(routes::not_found))
-            .into_app()
+            .app_data(known_routes)
+            .service(routes::openapi_document(api))
             .configure(routes::configure_pages)
+            .default_service(web::to(routes::not_found))
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             // Answers carry keys and account data: no cache may keep them. (Added only where a
             // handler set no Cache-Control of its own, so the stylesheet stays cacheable.)

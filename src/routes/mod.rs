@@ -79,11 +79,71 @@ pub fn openapi_document(api: utoipa::openapi::OpenApi) -> actix_web::Resource {
     }))
 }
 
-/// Anything unrouted: a JSON 404 (a 405 when the path exists under another method is not
-/// distinguished; the body says which paths exist: the OpenAPI document).
+/// Anything unrouted: 405 with `Allow` when the path exists under other methods, else 404.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     log::debug!("no route for {} {}", req.method(), req.path());
-    Err(ApiError::NotFound("not found".into()))
+    let allowed = req
+        .app_data::<web::Data<KnownRoutes>>()
+        .map(|known| known.methods_for(req.path()))
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        Err(ApiError::NotFound("not found".into()))
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed))
+    }
+}
+
+/// The documented paths and their methods, so that a wrong method on a real path is told apart
+/// from a path that does not exist. Built from the OpenAPI document: one list of routes, not two.
+pub struct KnownRoutes(Vec<(Vec<String>, Vec<&'static str>)>);
+
+impl KnownRoutes {
+    pub fn from_openapi(api: &utoipa::openapi::OpenApi) -> KnownRoutes {
+        let routes = api
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let operations = [
+                    ("GET", &item.get),
+                    ("POST", &item.post),
+                    ("PUT", &item.put),
+                    ("PATCH", &item.patch),
+                    ("DELETE", &item.delete),
+                ];
+                let methods = operations
+                    .into_iter()
+                    .filter_map(|(method, operation)| operation.as_ref().map(|_| method))
+                    .collect();
+                (segments(path).map(str::to_owned).collect(), methods)
+            })
+            .collect();
+        KnownRoutes(routes)
+    }
+
+    /// Methods served at `path` (empty when no documented path matches it).
+    pub fn methods_for(&self, path: &str) -> Vec<&'static str> {
+        let wanted: Vec<&str> = segments(path).collect();
+        let mut methods: Vec<&'static str> = self
+            .0
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == wanted.len()
+                    && template
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(t, w)| t.starts_with('{') || t == w)
+            })
+            .flat_map(|(_, methods)| methods.iter().copied())
+            .collect();
+        methods.sort_unstable();
+        methods.dedup();
+        methods
+    }
+}
+
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|segment| !segment.is_empty())
 }
 
 /// Pages and assets outside the API, left out of the OpenAPI document.

@@ -1,6 +1,6 @@
 //! Bad input of every kind gets a clear JSON 4xx; probes and the OpenAPI document answer.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
@@ -10,7 +10,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_body_over_64_kib_is_413_in_json,
     malformed_bodies_are_400_and_unknown_media_types_415,
-    unknown_routes_are_json_404s,
+    unknown_routes_are_json_404s_and_wrong_methods_405s,
     health_answers_and_readiness_reflects_the_database,
     the_openapi_document_describes_every_endpoint,
 );
@@ -132,12 +132,46 @@ async fn malformed_bodies_are_400_and_unknown_media_types_415(backend: Backend) 
     }
 }
 
-async fn unknown_routes_are_json_404s(backend: Backend) {
+async fn unknown_routes_are_json_404s_and_wrong_methods_405s(backend: Backend) {
     let app = spawn_app(backend).await;
     for path in ["/api/nothing/", "/nothing", "/api/tokens/x/y/z"] {
         let (status, body) = status_and_json(app.get(path, None).await).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(body, json!({ "error": "not found" }));
+    }
+    let cases = [
+        (Method::PUT, "/api/tokens/", "GET, POST"),
+        (
+            Method::GET,
+            "/api/tokens/0193a1b2-0000-7000-8000-000000000000",
+            "DELETE",
+        ),
+        (Method::PATCH, "/api/admin/users/someone/", "DELETE"),
+        (Method::DELETE, "/api/token", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let response = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        let allowed = response
+            .headers()
+            .get("allow")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {body}"
+        );
+        assert_eq!(
+            allowed.as_deref(),
+            Some(allow),
+            "{method} {path} says what is allowed"
+        );
+        assert!(body["error"].is_string());
     }
 }
 
