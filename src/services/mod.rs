@@ -35,6 +35,14 @@ fn has_control_characters(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
+/// A unique index refused the row: a domain conflict (409), never a server error.
+fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
 pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }

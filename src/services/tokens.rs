@@ -4,12 +4,12 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionSession,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionSession,
     TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::{Invalid, Policy, has_control_characters, now};
+use super::{Invalid, Policy, has_control_characters, is_unique_violation, now};
 use crate::{
     auth::key::{KEY_PREFIX, TokenKey},
     entities::{
@@ -194,9 +194,12 @@ where
     }
     .insert(&txn)
     .await
-    .map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => TokenError::NameTaken,
-        _ => TokenError::Db(e),
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            TokenError::NameTaken
+        } else {
+            TokenError::Db(e)
+        }
     })?;
     txn.commit().await?;
     log::info!(

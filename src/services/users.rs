@@ -2,13 +2,12 @@
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, SqlErr, TransactionTrait,
-    sea_query::Expr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait, sea_query::Expr,
 };
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
-use super::{Invalid, Policy, has_control_characters, now, tokens};
+use super::{Invalid, Policy, has_control_characters, is_unique_violation, now, tokens};
 use crate::{
     auth::{
         password::{self, PasswordError},
@@ -146,9 +145,12 @@ pub async fn create(
     }
     .insert(&txn)
     .await
-    .map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => UserError::UsernameTaken,
-        _ => UserError::Db(e),
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            UserError::UsernameTaken
+        } else {
+            UserError::Db(e)
+        }
     })?;
     let signup_token = if policy.token_on_signup {
         let request = tokens::NewToken::device(tokens::TokenName::parse(SIGNUP_TOKEN_NAME)?, None);

@@ -9,7 +9,7 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestDatabase, start, test_settings};
+use crate::helpers::{Backend, TestDatabase, login_status_at, start, test_settings};
 
 fn multitoken(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_multitoken"));
@@ -324,14 +324,8 @@ async fn serve_on_an_empty_database_prints_the_admin_password_once() {
         .unwrap()
         .to_owned();
     let port = first.port();
-    let response = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/token/"))
-        .json(&json!({ "username": "admin", "password": password }))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        response.status(),
+        login_status_at(port, "admin", &password).await,
         StatusCode::OK,
         "the printed password logs in"
     );

@@ -320,3 +320,15 @@ pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
         .unwrap_or_else(|_| panic!("a JSON body expected with {status}, got {text:?}"));
     (status, body)
 }
+
+/// The status of `POST /api/token/` against a server started outside `TestApp` (a child process,
+/// or one of several instances).
+pub async fn login_status_at(port: u16, username: &str, password: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/token/"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .expect("request sent")
+        .status()
+}

@@ -2,7 +2,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, TestDatabase, spawn_app, start, test_settings};
+use crate::helpers::{Backend, TestDatabase, login_status_at, spawn_app, start, test_settings};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -76,16 +76,9 @@ async fn instances_starting_together_on_one_empty_database_all_come_up(backend: 
         ports.push(application.port());
         tokio::spawn(application.run_until_stopped());
     }
-    let client = reqwest::Client::new();
     for port in ports {
-        let response = client
-            .post(format!("http://127.0.0.1:{port}/api/token/"))
-            .json(&serde_json::json!({ "username": "admin", "password": crate::helpers::ADMIN_PASSWORD }))
-            .send()
-            .await
-            .unwrap();
         assert_eq!(
-            response.status(),
+            login_status_at(port, "admin", crate::helpers::ADMIN_PASSWORD).await,
             StatusCode::OK,
             "instance on port {port} serves the one admin"
         );
