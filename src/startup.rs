@@ -10,7 +10,7 @@ use actix_web::{
     web,
 };
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -64,17 +64,20 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
 
 /// Connects and applies pending migrations.
 pub async fn connect_and_migrate(database_url: &str) -> Result<DatabaseConnection, DbErr> {
-    let db = connect(database_url).await?;
-    if db.get_database_backend() == DbBackend::Postgres {
-        migrate_holding_lock(database_url).await?;
-    } else {
+    if database_url.starts_with("sqlite:") {
+        // Connecting may switch a new file to WAL, which needs the file to itself: so the first
+        // connection is made under the lock as well, not only the migration.
         let _lock = lock_sqlite_migrations(database_url).await?;
+        let db = connect(database_url).await?;
         Migrator::up(&db, None).await?;
+        return Ok(db);
     }
+    let db = connect(database_url).await?;
+    migrate_holding_lock(database_url).await?;
     Ok(db)
 }
 
-/// Processes sharing one SQLite file (a server and a `create-user`, say) take turns to migrate,
+/// Processes sharing one SQLite file (a server and a `create-user`, say) take turns to set it up,
 /// through an exclusive lock on a file beside the database. Not the database file itself: closing
 /// any other handle on it would drop SQLite's own locks.
 async fn lock_sqlite_migrations(database_url: &str) -> Result<Option<std::fs::File>, DbErr> {
