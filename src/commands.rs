@@ -7,6 +7,7 @@ use crate::{
     auth::random::random_alphanumeric,
     config::{Cli, Command, Settings},
     services::{
+        audit::Actor,
         tokens::{self, NewToken, TokenName},
         users::{self, NewUser, Username},
     },
@@ -67,6 +68,7 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
             let issued = tokens::issue(
                 &db,
                 &policy_from(&settings),
+                &Actor::command_line(),
                 &user,
                 NewToken::device(name, lifetime),
             )
@@ -76,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         }
         Command::Prune => {
             let db = connect_and_migrate(&settings.database_url).await?;
-            println!("{}", tokens::prune(&db).await?);
+            println!("{}", tokens::prune(&db, &Actor::command_line()).await?);
             Ok(())
         }
     }
@@ -109,7 +111,7 @@ async fn create_user(
         password: password.clone(),
         is_admin: admin,
     };
-    let created = users::create(&db, &policy_from(settings), new).await?;
+    let created = users::create(&db, &policy_from(settings), &Actor::command_line(), new).await?;
     eprintln!(
         "created user {}{}",
         created.user.username,

@@ -81,6 +81,16 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "MULTITOKEN_WORKERS", global = true)]
     pub workers: Option<std::num::NonZeroUsize>,
+    /// Mark the web UI's session cookie `Secure` (set it when the UI is served over HTTPS).
+    #[arg(long, env = "MULTITOKEN_COOKIE_SECURE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub cookie_secure: bool,
+    /// A web sign-in ends after this long without a request (30m, 2h). Its token ends too.
+    #[arg(long, env = "MULTITOKEN_SESSION_IDLE", default_value = "1h", value_parser = parse_duration, global = true)]
+    pub session_idle: Duration,
+    /// How often the server removes tokens that expired more than a day ago.
+    #[arg(long, env = "MULTITOKEN_EXPIRY_SWEEP_INTERVAL", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub expiry_sweep_interval: Duration,
 }
 
 impl Cli {

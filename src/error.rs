@@ -128,6 +128,7 @@ impl From<UserError> for ApiError {
             UserError::UsernameTaken => ApiError::Conflict(error.to_string()),
             UserError::Invalid(invalid) => ApiError::Validation(invalid),
             UserError::OwnAccount => ApiError::Conflict(error.to_string()),
+            UserError::WrongCurrentPassword => ApiError::BadRequest(error.to_string()),
             UserError::Token(e) => e.into(),
             UserError::Password(e) => ApiError::internal(e),
             UserError::Db(e) => ApiError::internal(e),
@@ -138,5 +139,133 @@ impl From<UserError> for ApiError {
 impl From<Invalid> for ApiError {
     fn from(invalid: Invalid) -> ApiError {
         ApiError::Validation(invalid)
+    }
+}
+
+/// Errors of the web UI: an HTML page (or a redirect to the sign-in page), never JSON, never
+/// internals. Domain refusals (`Refused`) are normally turned into a flash message by the handler.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("sign in first")]
+    SignInRequired { next: Option<String> },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(
+        "This form has expired or did not come from this site. Go back, reload the page and try again."
+    )]
+    CsrfRejected,
+    #[error("There is nothing at this address.")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("The form sent was larger than {} KiB.", API_BODY_LIMIT / 1024)]
+    PayloadTooLarge,
+    #[error("The database is unavailable. Try again in a moment.")]
+    Unavailable,
+    #[error("Something went wrong on our side. It has been logged; try again later.")]
+    Internal(String),
+}
+
+impl WebError {
+    pub fn internal(cause: impl std::fmt::Debug) -> WebError {
+        WebError::Internal(format!("{cause:?}"))
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status_code() {
+            StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::PAYLOAD_TOO_LARGE => "Too large",
+            StatusCode::BAD_REQUEST => "Bad request",
+            StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
+            _ => "Error",
+        }
+    }
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebError::SignInRequired { .. } => StatusCode::SEE_OTHER,
+            WebError::Forbidden(_) | WebError::CsrfRejected => StatusCode::FORBIDDEN,
+            WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::BadRequest(_) | WebError::Refused(_) => StatusCode::BAD_REQUEST,
+            WebError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let WebError::Internal(cause) = self {
+            log::error!("internal error: {cause}");
+        }
+        if let WebError::SignInRequired { next } = self {
+            let location = match next {
+                Some(next) => format!(
+                    "/login?{}",
+                    serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+                ),
+                None => "/login".to_owned(),
+            };
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, location))
+                .finish();
+        }
+        crate::routes::pages::error_page(self.status_code(), self.title(), &self.to_string())
+    }
+}
+
+impl From<TokenError> for WebError {
+    fn from(error: TokenError) -> WebError {
+        match error {
+            TokenError::NotFound => WebError::Refused("That token no longer exists.".into()),
+            TokenError::NameTaken => {
+                WebError::Refused("You already have a token with this name.".into())
+            }
+            TokenError::LimitReached { .. } => WebError::Refused(capitalized(&error.to_string())),
+            TokenError::Invalid(invalid) => WebError::Refused(invalid_message(&invalid)),
+            TokenError::Db(e) => WebError::internal(e),
+        }
+    }
+}
+
+impl From<UserError> for WebError {
+    fn from(error: UserError) -> WebError {
+        match error {
+            UserError::BadCredentials
+            | UserError::NotFound
+            | UserError::UsernameTaken
+            | UserError::OwnAccount
+            | UserError::WrongCurrentPassword => WebError::Refused(capitalized(&error.to_string())),
+            UserError::Invalid(invalid) => WebError::Refused(invalid_message(&invalid)),
+            UserError::Token(e) => e.into(),
+            UserError::Password(e) => WebError::internal(e),
+            UserError::Db(e) => WebError::internal(e),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for WebError {
+    fn from(error: sea_orm::DbErr) -> WebError {
+        WebError::internal(error)
+    }
+}
+
+fn invalid_message(invalid: &Invalid) -> String {
+    capitalized(&format!(
+        "{} {}.",
+        invalid.field.replace('_', " "),
+        invalid.message
+    ))
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }

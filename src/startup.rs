@@ -19,7 +19,7 @@ use crate::{
     config::{SecretKey, Settings},
     routes,
     services::{
-        Policy,
+        Policy, tokens,
         users::{self, Bootstrap},
     },
 };
@@ -30,6 +30,10 @@ pub struct AppState {
     pub policy: Policy,
     /// For signed session cookies (the web UI).
     pub secret_key: SecretKey,
+    /// The web UI's cookie is `Secure`.
+    pub cookie_secure: bool,
+    /// A web sign-in ends after this long without a request.
+    pub session_idle: Duration,
 }
 
 pub fn policy_from(settings: &Settings) -> Policy {
@@ -169,7 +173,10 @@ impl Application {
             db,
             policy,
             secret_key: settings.secret_key_or_random(),
+            cookie_secure: settings.cookie_secure,
+            session_idle: settings.session_idle,
         });
+        spawn_expiry_sweeper(state.db.clone(), settings.expiry_sweep_interval);
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             address: settings.bind.to_string(),
             source,
@@ -205,6 +212,21 @@ impl Application {
     }
 }
 
+/// Removes tokens that expired more than a day ago, now and then, recording each as expired.
+/// Instances sharing a database may sweep at once: each row is deleted (and recorded) only once.
+fn spawn_expiry_sweeper(db: DatabaseConnection, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = tokens::sweep_expired(&db).await {
+                log::warn!("expired-token sweep failed: {e:?}");
+            }
+        }
+    });
+}
+
 fn run(
     listener: TcpListener,
     state: web::Data<AppState>,
@@ -222,7 +244,7 @@ fn run(
             .app_data(routes::query_config())
             .app_data(known_routes)
             .service(routes::openapi_document(api))
-            .configure(routes::configure_pages)
+            .configure(|cfg| routes::pages::configure(cfg, &state))
             .default_service(web::to(routes::not_found))
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             // Answers carry keys and account data: no cache may keep them. (Added only where a

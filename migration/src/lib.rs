@@ -3,6 +3,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_users;
 mod m20261129_000002_create_tokens;
+mod m20261129_000003_create_audit_events;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_create_users::Migration),
             Box::new(m20261129_000002_create_tokens::Migration),
+            Box::new(m20261129_000003_create_audit_events::Migration),
         ]
     }
 }

@@ -1,21 +1,66 @@
 //! Request extractors that authenticate: a handler that takes `ApiUser` or `AdminUser` cannot
 //! run for a caller without a valid token.
 
-use std::{future::Future, pin::Pin};
+use std::{
+    future::{Future, Ready, ready},
+    pin::Pin,
+};
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 
 use crate::{
     error::{ApiError, INVALID_TOKEN},
-    services::tokens::{self, Authenticated},
+    services::{
+        audit::Actor,
+        tokens::{self, Authenticated},
+    },
     startup::AppState,
 };
 
-/// A caller authenticated by `Authorization: Token KEY` or `Authorization: Bearer KEY`.
-pub struct ApiUser(pub Authenticated);
+/// A caller authenticated by `Authorization: Token KEY` or `Authorization: Bearer KEY`, and the
+/// address it called from.
+pub struct ApiUser(pub Authenticated, pub ClientAddress);
 
 /// An `ApiUser` whose user is an admin; anyone else gets 403.
-pub struct AdminUser(pub Authenticated);
+pub struct AdminUser(pub Authenticated, pub ClientAddress);
+
+impl ApiUser {
+    /// The caller as the audit log names it.
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.0.user, self.1.0.clone())
+    }
+}
+
+impl AdminUser {
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.0.user, self.1.0.clone())
+    }
+}
+
+/// The client's IP address as the TCP peer gives it, for the audit log. Behind a reverse proxy
+/// this is the proxy: forwarded headers are not trusted, since any client can send them.
+#[derive(Clone, Debug)]
+pub struct ClientAddress(pub Option<String>);
+
+impl ClientAddress {
+    pub fn of(req: &HttpRequest) -> ClientAddress {
+        ClientAddress(req.peer_addr().map(|peer| peer.ip().to_string()))
+    }
+
+    /// An unauthenticated caller (a login attempt) as the audit log names it.
+    pub fn anonymous(&self) -> Actor {
+        Actor::anonymous(self.0.clone())
+    }
+}
+
+impl FromRequest for ClientAddress {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(ClientAddress::of(req)))
+    }
+}
 
 /// The key from an `Authorization` header value, for the schemes `Token` and `Bearer` (any case).
 pub fn key_from_authorization(value: &str) -> Option<&str> {
@@ -44,7 +89,10 @@ impl FromRequest for ApiUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { authenticate(req).await.map(ApiUser) })
+        Box::pin(async move {
+            let caller = authenticate(req.clone()).await?;
+            Ok(ApiUser(caller, ClientAddress::of(&req)))
+        })
     }
 }
 
@@ -55,12 +103,12 @@ impl FromRequest for AdminUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let caller = authenticate(req).await?;
+            let caller = authenticate(req.clone()).await?;
             if !caller.user.is_admin {
                 log::debug!("admin route refused to user {}", caller.user.id);
                 return Err(ApiError::Forbidden("admin rights required".into()));
             }
-            Ok(AdminUser(caller))
+            Ok(AdminUser(caller, ClientAddress::of(&req)))
         })
     }
 }

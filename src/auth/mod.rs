@@ -3,3 +3,4 @@ pub mod extract;
 pub mod key;
 pub mod password;
 pub mod random;
+pub mod session;

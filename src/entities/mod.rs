@@ -1,3 +1,4 @@
 //! SeaORM entities mirroring the migrations. Data only; behaviour lives in `services/`.
+pub mod audit_events;
 pub mod tokens;
 pub mod users;

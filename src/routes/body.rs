@@ -37,7 +37,7 @@ fn declared_length(req: &HttpRequest) -> Option<usize> {
         .ok()
 }
 
-async fn read_limited(mut payload: Payload) -> Result<BytesMut, ApiError> {
+pub(crate) async fn read_limited(mut payload: Payload) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk

@@ -3,16 +3,16 @@
 pub mod api;
 pub mod body;
 pub mod health;
-pub mod home;
+pub mod pages;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, WebError};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -79,17 +79,30 @@ pub fn openapi_document(api: utoipa::openapi::OpenApi) -> actix_web::Resource {
     }))
 }
 
-/// Anything unrouted: 405 with `Allow` when the path exists under other methods, else 404.
-pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+/// Machine paths answer JSON; everything else is a page for people and answers HTML.
+pub fn is_api_path(path: &str) -> bool {
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    under("/api") || under("/auth") || path == "/healthz" || path == "/readyz"
+}
+
+/// Anything unrouted: 405 with `Allow` when the path exists under other methods, else 404 (an
+/// HTML page outside the API).
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
     log::debug!("no route for {} {}", req.method(), req.path());
+    if !is_api_path(req.path()) {
+        return WebError::NotFound.error_response();
+    }
     let allowed = req
         .app_data::<web::Data<KnownRoutes>>()
         .map(|known| known.methods_for(req.path()))
         .unwrap_or_default();
     if allowed.is_empty() {
-        Err(ApiError::NotFound("not found".into()))
+        ApiError::NotFound("not found".into()).error_response()
     } else {
-        Err(ApiError::MethodNotAllowed(allowed))
+        ApiError::MethodNotAllowed(allowed).error_response()
     }
 }
 
@@ -146,17 +159,23 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|segment| !segment.is_empty())
 }
 
-/// Pages and assets outside the API, left out of the OpenAPI document.
-pub fn configure_pages(cfg: &mut web::ServiceConfig) {
-    cfg.service(home::home_page).service(home::stylesheet);
-}
-
 /// Path parameters that do not parse (a malformed token id) name nothing that exists: 404.
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("not found".into()).into())
+    web::PathConfig::default().error_handler(|_, req| {
+        if is_api_path(req.path()) {
+            ApiError::NotFound("not found".into()).into()
+        } else {
+            WebError::NotFound.into()
+        }
+    })
 }
 
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|e, _| ApiError::BadRequest(format!("invalid query string: {e}")).into())
+    web::QueryConfig::default().error_handler(|e, req| {
+        if is_api_path(req.path()) {
+            ApiError::BadRequest(format!("invalid query string: {e}")).into()
+        } else {
+            WebError::BadRequest("The address has an invalid query string.".into()).into()
+        }
+    })
 }

@@ -1,4 +1,5 @@
 //! The domain: rules, owner scoping and transactions. Knows nothing of HTTP.
+pub mod audit;
 pub mod tokens;
 pub mod users;
 

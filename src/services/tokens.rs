@@ -9,7 +9,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Invalid, Policy, has_control_characters, is_unique_violation, now};
+use super::{
+    Invalid, Policy,
+    audit::{self, Action, Actor, Event, Target},
+    has_control_characters, is_unique_violation, now,
+};
 use crate::{
     auth::key::{KEY_PREFIX, TokenKey},
     entities::{
@@ -80,6 +84,8 @@ impl TokenName {
 pub struct NewToken {
     /// `None` names the token after its key's display prefix ("session AbCd1234").
     pub name: Option<TokenName>,
+    /// The first word of a generated name: "session" for API logins, "browser" for web sign-ins.
+    pub generated_name_label: &'static str,
     pub kind: TokenKind,
     /// `None`: never expires.
     pub lifetime: Option<chrono::TimeDelta>,
@@ -91,14 +97,24 @@ impl NewToken {
         let ttl = chrono::TimeDelta::from_std(policy.session_ttl).unwrap_or(chrono::TimeDelta::MAX);
         NewToken {
             name,
+            generated_name_label: "session",
             kind: TokenKind::Session,
             lifetime: Some(ttl),
+        }
+    }
+
+    /// The session token behind a web sign-in: the browser's cookie carries its key.
+    pub fn browser_session(policy: &Policy) -> NewToken {
+        NewToken {
+            generated_name_label: "browser",
+            ..NewToken::session(policy, None)
         }
     }
 
     pub fn device(name: TokenName, lifetime: Option<chrono::TimeDelta>) -> NewToken {
         NewToken {
             name: Some(name),
+            generated_name_label: "device",
             kind: TokenKind::Device,
             lifetime,
         }
@@ -136,6 +152,7 @@ fn live_at(at: DateTime<Utc>) -> Condition {
 pub async fn issue<C>(
     db: &C,
     policy: &Policy,
+    actor: &Actor,
     user: &users::Model,
     new: NewToken,
 ) -> Result<IssuedToken, TokenError>
@@ -145,7 +162,11 @@ where
     let key = TokenKey::generate();
     let name = match new.name {
         Some(name) => name.0,
-        None => format!("session {}", &key.display_prefix()[KEY_PREFIX.len()..]),
+        None => format!(
+            "{} {}",
+            new.generated_name_label,
+            &key.display_prefix()[KEY_PREFIX.len()..]
+        ),
     };
     let txn = db.begin().await?;
     // Take the user's row lock first (a no-op write): concurrent issuances for one user then run
@@ -162,11 +183,20 @@ where
     let at = now();
     // Expired tokens still answer "Token has expired" for a day; after that they are only
     // clutter. Removing them here keeps a user's rows bounded even when nobody runs `prune`.
-    tokens::Entity::delete_many()
+    let long_expired = tokens::Entity::delete_many()
         .filter(tokens::Column::UserId.eq(user.id))
         .filter(tokens::Column::ExpiresAt.lte(at - EXPIRED_KEPT_FOR))
-        .exec(&txn)
+        .exec_with_returning(&txn)
         .await?;
+    record_removed(
+        &txn,
+        &Actor::system(),
+        Action::TokenExpired,
+        long_expired,
+        user,
+        None,
+    )
+    .await?;
     let live = tokens::Entity::find()
         .filter(tokens::Column::UserId.eq(user.id))
         .filter(live_at(at))
@@ -176,7 +206,7 @@ where
     if live >= max {
         // Usually one; more when the limit was lowered since these tokens were issued.
         let excess = live + 1 - max;
-        evict_oldest_sessions(&txn, policy, user, &new.kind, at, excess).await?;
+        evict_oldest_sessions(&txn, policy, actor, user, &new.kind, at, excess).await?;
     }
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -201,6 +231,21 @@ where
             TokenError::Db(e)
         }
     })?;
+    let expiry = match token.expires_at {
+        Some(at) => format!("expires {}", at.format("%Y-%m-%d %H:%M UTC")),
+        None => "never expires".to_owned(),
+    };
+    let kind = match token.kind {
+        TokenKind::Session => "session",
+        TokenKind::Device => "device",
+    };
+    audit::record(
+        &txn,
+        actor,
+        Event::new(Action::TokenCreated, Target::token(&token, &user.username))
+            .with_detail(format!("{kind}, {expiry}")),
+    )
+    .await?;
     txn.commit().await?;
     log::info!(
         "token issued: {} ({:?}) for user {}",
@@ -214,6 +259,7 @@ where
 async fn evict_oldest_sessions(
     txn: &impl ConnectionTrait,
     policy: &Policy,
+    actor: &Actor,
     user: &users::Model,
     kind: &TokenKind,
     at: DateTime<Utc>,
@@ -241,10 +287,12 @@ async fn evict_oldest_sessions(
     if (oldest.len() as u64) < count {
         return Err(limit);
     }
-    tokens::Entity::delete_many()
+    let evicted = tokens::Entity::delete_many()
         .filter(tokens::Column::Id.is_in(oldest.clone()))
-        .exec(txn)
+        .exec_with_returning(txn)
         .await?;
+    let detail = Some("evicted: the oldest session over the token limit");
+    record_removed(txn, actor, Action::TokenRevoked, evicted, user, detail).await?;
     log::info!(
         "tokens evicted (oldest sessions of user {}): {oldest:?}",
         user.username
@@ -322,54 +370,160 @@ pub async fn list_for(
         .await?)
 }
 
-/// Deletes one of the owner's tokens; someone else's token is `NotFound`, never "forbidden".
-pub async fn delete_own(
+/// One of the owner's tokens; someone else's is `NotFound`.
+pub async fn find_own(
     db: &impl ConnectionTrait,
     owner: Uuid,
     id: Uuid,
-) -> Result<(), TokenError> {
-    let done = tokens::Entity::delete_many()
-        .filter(tokens::Column::Id.eq(id))
+) -> Result<tokens::Model, TokenError> {
+    tokens::Entity::find_by_id(id)
         .filter(tokens::Column::UserId.eq(owner))
-        .exec(db)
-        .await?;
-    if done.rows_affected == 0 {
-        return Err(TokenError::NotFound);
+        .one(db)
+        .await?
+        .ok_or(TokenError::NotFound)
+}
+
+/// Any token with its owner (admin).
+pub async fn find_with_owner(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<(tokens::Model, users::Model), TokenError> {
+    match tokens::Entity::find_by_id(id)
+        .find_also_related(users::Entity)
+        .one(db)
+        .await?
+    {
+        Some((token, Some(owner))) => Ok((token, owner)),
+        _ => Err(TokenError::NotFound),
     }
+}
+
+/// Records one event per removed token of one owner.
+async fn record_removed(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    action: Action,
+    removed: Vec<tokens::Model>,
+    owner: &users::Model,
+    detail: Option<&str>,
+) -> Result<(), DbErr> {
+    let events = removed
+        .iter()
+        .map(|token| {
+            let event = Event::new(action, Target::token(token, &owner.username));
+            match detail {
+                Some(detail) => event.with_detail(detail),
+                None => event,
+            }
+        })
+        .collect();
+    audit::record_all(db, actor, events).await
+}
+
+/// Why an owner removed a token, for the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Deleted,
+    LoggedOut,
+    /// A web sign-in unused for longer than the idle limit.
+    IdleTimeout,
+}
+
+/// Deletes one of the owner's tokens; someone else's token is `NotFound`, never "forbidden".
+pub async fn delete_own<C>(
+    db: &C,
+    actor: &Actor,
+    owner: &users::Model,
+    id: Uuid,
+    why: Removal,
+) -> Result<tokens::Model, TokenError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let removed = tokens::Entity::delete_many()
+        .filter(tokens::Column::Id.eq(id))
+        .filter(tokens::Column::UserId.eq(owner.id))
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(deleted) = removed.first().cloned() else {
+        return Err(TokenError::NotFound);
+    };
+    let detail = match why {
+        Removal::Deleted => None,
+        Removal::LoggedOut => Some("logged out"),
+        Removal::IdleTimeout => Some("signed out: idle"),
+    };
+    record_removed(&txn, actor, Action::TokenRevoked, removed, owner, detail).await?;
+    txn.commit().await?;
     log::info!("token deleted by owner: {id}");
-    Ok(())
+    Ok(deleted)
+}
+
+/// Which of a user's tokens "sign out everywhere" removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Everywhere {
+    /// Session tokens (logins and browsers); device tokens stay.
+    Sessions,
+    /// Session tokens except the one in use, which stays signed in.
+    SessionsExcept(Uuid),
+    /// Every token, sessions and devices alike.
+    AllTokens,
 }
 
 /// Logs out everywhere: deletes the owner's session tokens, and device tokens too when asked.
-pub async fn delete_all_own(
-    db: &impl ConnectionTrait,
-    owner: Uuid,
-    include_devices: bool,
-) -> Result<u64, TokenError> {
-    let mut query = tokens::Entity::delete_many().filter(tokens::Column::UserId.eq(owner));
-    if !include_devices {
-        query = query.filter(tokens::Column::Kind.eq(TokenKind::Session));
+pub async fn delete_all_own<C>(
+    db: &C,
+    actor: &Actor,
+    owner: &users::Model,
+    scope: Everywhere,
+) -> Result<u64, TokenError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let mut query = tokens::Entity::delete_many().filter(tokens::Column::UserId.eq(owner.id));
+    match scope {
+        Everywhere::Sessions => query = query.filter(tokens::Column::Kind.eq(TokenKind::Session)),
+        Everywhere::SessionsExcept(kept) => {
+            query = query
+                .filter(tokens::Column::Kind.eq(TokenKind::Session))
+                .filter(tokens::Column::Id.ne(kept))
+        }
+        Everywhere::AllTokens => {}
     }
-    let done = query.exec(db).await?;
+    let txn = db.begin().await?;
+    let removed = query.exec_with_returning(&txn).await?;
+    let count = removed.len() as u64;
+    let detail = match scope {
+        Everywhere::AllTokens => "all tokens revoked",
+        _ => "signed out everywhere",
+    };
+    record_removed(
+        &txn,
+        actor,
+        Action::TokenRevoked,
+        removed,
+        owner,
+        Some(detail),
+    )
+    .await?;
+    txn.commit().await?;
     log::info!(
-        "user {owner} logged out everywhere: {} tokens deleted",
-        done.rows_affected
+        "user {} logged out everywhere: {count} tokens deleted",
+        owner.id
     );
-    Ok(done.rows_affected)
+    Ok(count)
 }
 
-/// Admin: every token (optionally one user's), newest first, with its owner.
+/// Admin: every token (optionally one user's, optionally one kind), newest first, with its owner.
 pub async fn list_all(
     db: &impl ConnectionTrait,
-    owner: Option<Uuid>,
+    filter: &TokenFilter,
     limit: u64,
     offset: u64,
 ) -> Result<Vec<(tokens::Model, users::Model)>, TokenError> {
-    let mut query = tokens::Entity::find().find_also_related(users::Entity);
-    if let Some(owner) = owner {
-        query = query.filter(tokens::Column::UserId.eq(owner));
-    }
-    let rows = query
+    let rows = filter
+        .apply(tokens::Entity::find().find_also_related(users::Entity))
         .order_by_desc(tokens::Column::CreatedAt)
         .order_by_desc(tokens::Column::Id)
         .limit(limit)
@@ -383,29 +537,147 @@ pub async fn list_all(
         .collect())
 }
 
+/// Admin: how many tokens match a filter (for paging).
+pub async fn count_all(db: &impl ConnectionTrait, filter: &TokenFilter) -> Result<u64, TokenError> {
+    Ok(filter.apply(tokens::Entity::find()).count(db).await?)
+}
+
+/// Narrows an admin listing.
+#[derive(Clone, Debug, Default)]
+pub struct TokenFilter {
+    pub owner: Option<Uuid>,
+    pub kind: Option<TokenKind>,
+}
+
+impl TokenFilter {
+    fn apply<Q: QueryFilter>(&self, mut query: Q) -> Q {
+        if let Some(owner) = self.owner {
+            query = query.filter(tokens::Column::UserId.eq(owner));
+        }
+        if let Some(kind) = self.kind {
+            query = query.filter(tokens::Column::Kind.eq(kind));
+        }
+        query
+    }
+}
+
+/// Token counts per user id, for the admin's user list.
+pub async fn count_by_owner(
+    db: &impl ConnectionTrait,
+) -> Result<std::collections::HashMap<Uuid, u64>, TokenError> {
+    let counts: Vec<(Uuid, i64)> = tokens::Entity::find()
+        .select_only()
+        .column(tokens::Column::UserId)
+        .column_as(tokens::Column::Id.count(), "count")
+        .group_by(tokens::Column::UserId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(counts
+        .into_iter()
+        .map(|(owner, count)| (owner, u64::try_from(count).unwrap_or(0)))
+        .collect())
+}
+
 /// Admin: deletes any token.
-pub async fn revoke(db: &impl ConnectionTrait, id: Uuid) -> Result<(), TokenError> {
-    let done = tokens::Entity::delete_by_id(id).exec(db).await?;
-    if done.rows_affected == 0 {
+pub async fn revoke<C>(db: &C, actor: &Actor, id: Uuid) -> Result<(), TokenError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let (token, owner) = tokens::Entity::find_by_id(id)
+        .find_also_related(users::Entity)
+        .one(&txn)
+        .await?
+        .ok_or(TokenError::NotFound)?;
+    let owner = owner.ok_or(TokenError::NotFound)?;
+    let removed = tokens::Entity::delete_many()
+        .filter(tokens::Column::Id.eq(token.id))
+        .exec_with_returning(&txn)
+        .await?;
+    if removed.is_empty() {
         return Err(TokenError::NotFound);
     }
+    record_removed(&txn, actor, Action::TokenRevoked, removed, &owner, None).await?;
+    txn.commit().await?;
     log::info!("token revoked by admin: {id}");
     Ok(())
 }
 
 /// Admin: deletes every token of a user, sessions and devices alike.
-pub async fn revoke_all_for(db: &impl ConnectionTrait, owner: Uuid) -> Result<u64, TokenError> {
-    delete_all_own(db, owner, true).await
+pub async fn revoke_all_for<C>(
+    db: &C,
+    actor: &Actor,
+    owner: &users::Model,
+) -> Result<u64, TokenError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    delete_all_own(db, actor, owner, Everywhere::AllTokens).await
 }
 
-/// Deletes every expired token.
-pub async fn prune(db: &impl ConnectionTrait) -> Result<u64, TokenError> {
-    let done = tokens::Entity::delete_many()
-        .filter(tokens::Column::ExpiresAt.lte(now()))
-        .exec(db)
+/// Deletes every expired token (`prune`).
+pub async fn prune<C>(db: &C, actor: &Actor) -> Result<u64, TokenError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    remove_expired_before(db, actor, Action::TokenPruned, now()).await
+}
+
+/// Deletes tokens that expired more than a day ago: the service's own clean-up, run periodically.
+pub async fn sweep_expired<C>(db: &C) -> Result<u64, TokenError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    remove_expired_before(
+        db,
+        &Actor::system(),
+        Action::TokenExpired,
+        now() - EXPIRED_KEPT_FOR,
+    )
+    .await
+}
+
+async fn remove_expired_before<C>(
+    db: &C,
+    actor: &Actor,
+    action: Action,
+    before: DateTime<Utc>,
+) -> Result<u64, TokenError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let removed = tokens::Entity::delete_many()
+        .filter(tokens::Column::ExpiresAt.lte(before))
+        .exec_with_returning(&txn)
         .await?;
-    log::info!("expired tokens pruned: {}", done.rows_affected);
-    Ok(done.rows_affected)
+    let count = removed.len() as u64;
+    let mut owner_ids: Vec<Uuid> = removed.iter().map(|token| token.user_id).collect();
+    owner_ids.sort_unstable();
+    owner_ids.dedup();
+    let mut owners = std::collections::HashMap::new();
+    // In chunks: a statement may carry only so many parameters.
+    for chunk in owner_ids.chunks(500) {
+        let found = users::Entity::find()
+            .filter(users::Column::Id.is_in(chunk.to_vec()))
+            .all(&txn)
+            .await?;
+        owners.extend(found.into_iter().map(|user| (user.id, user.username)));
+    }
+    let events = removed
+        .iter()
+        .map(|token| {
+            let owner = owners.get(&token.user_id).map_or("?", String::as_str);
+            Event::new(action, Target::token(token, owner))
+        })
+        .collect();
+    audit::record_all(&txn, actor, events).await?;
+    txn.commit().await?;
+    if count > 0 {
+        log::info!("expired tokens removed ({}): {count}", action.code());
+    }
+    Ok(count)
 }
 
 #[cfg(test)]

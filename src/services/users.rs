@@ -7,7 +7,11 @@ use sea_orm::{
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
-use super::{Invalid, Policy, has_control_characters, is_unique_violation, now, tokens};
+use super::{
+    Invalid, Policy,
+    audit::{self, Action, Actor, Event, Target},
+    has_control_characters, is_unique_violation, now, tokens,
+};
 use crate::{
     auth::{
         password::{self, PasswordError},
@@ -37,6 +41,8 @@ pub enum UserError {
     Invalid(#[from] Invalid),
     #[error("you cannot deactivate or delete your own account")]
     OwnAccount,
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
     #[error(transparent)]
     Token(#[from] tokens::TokenError),
     #[error("password hashing failed")]
@@ -129,6 +135,7 @@ pub struct CreatedUser {
 pub async fn create(
     db: &DatabaseConnection,
     policy: &Policy,
+    actor: &Actor,
     new: NewUser,
 ) -> Result<CreatedUser, UserError> {
     validate_password(&new.password)?;
@@ -152,9 +159,16 @@ pub async fn create(
             UserError::Db(e)
         }
     })?;
+    let role = if user.is_admin { "admin" } else { "user" };
+    audit::record(
+        &txn,
+        actor,
+        Event::new(Action::UserCreated, Target::user(&user)).with_detail(role),
+    )
+    .await?;
     let signup_token = if policy.token_on_signup {
         let request = tokens::NewToken::device(tokens::TokenName::parse(SIGNUP_TOKEN_NAME)?, None);
-        Some(tokens::issue(&txn, policy, &user, request).await?)
+        Some(tokens::issue(&txn, policy, actor, &user, request).await?)
     } else {
         None
     };
@@ -173,6 +187,13 @@ pub async fn find_by_username(
         return Err(UserError::NotFound);
     };
     find_by_key(db, &username).await?.ok_or(UserError::NotFound)
+}
+
+pub async fn find_by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<users::Model, UserError> {
+    users::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(UserError::NotFound)
 }
 
 async fn find_by_key(
@@ -195,8 +216,10 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<users::Model>, UserEr
 
 /// Username + password login. Every failure, whatever its cause, takes one argon2 verification
 /// and answers `BadCredentials`, so neither the answer nor its timing tells whether a user exists.
+/// Failures are written to the audit log (with their real reason, which only admins see).
 pub async fn authenticate(
     db: &DatabaseConnection,
+    caller: &Actor,
     username: &str,
     password: String,
 ) -> Result<users::Model, UserError> {
@@ -206,65 +229,131 @@ pub async fn authenticate(
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let password_ok = password::verify_password(password, stored).await?;
-    match user {
-        Some(user) if password_ok && user.is_active => Ok(user),
-        Some(user) => {
-            log::debug!(
-                "login refused for user {}: wrong password or inactive",
-                user.id
-            );
-            Err(UserError::BadCredentials)
-        }
-        None => {
-            log::debug!("login refused: unknown username");
-            Err(UserError::BadCredentials)
-        }
-    }
+    let refusal = match &user {
+        Some(user) if password_ok && user.is_active => return Ok(user.clone()),
+        Some(user) if password_ok => "inactive user",
+        Some(_) => "wrong password",
+        None => "unknown user",
+    };
+    log::debug!("login refused: {refusal}");
+    let target = Target::attempted_username(username.trim(), user.as_ref());
+    audit::record(
+        db,
+        caller,
+        Event::new(Action::LoginFailed, target).with_detail(refusal),
+    )
+    .await?;
+    Err(UserError::BadCredentials)
 }
 
-/// Deactivating locks a user out at once: their tokens answer "Invalid user" until reactivated.
-pub async fn set_active(
+/// Changes the caller's own password after checking the current one. Other sessions stay signed
+/// in unless `sign_out_others` names the session to keep; device tokens always stay.
+pub async fn change_password(
     db: &DatabaseConnection,
-    actor: &users::Model,
-    username: &str,
-    active: bool,
-) -> Result<users::Model, UserError> {
-    let user = find_by_username(db, username).await?;
-    if user.id == actor.id && !active {
-        return Err(UserError::OwnAccount);
+    actor: &Actor,
+    user: &users::Model,
+    current: String,
+    new: String,
+    sign_out_others: Option<Uuid>,
+) -> Result<u64, UserError> {
+    validate_password(&new)?;
+    if !password::verify_password(current, Some(user.password_hash.clone())).await? {
+        return Err(UserError::WrongCurrentPassword);
     }
-    // By id and counted, so a user deleted meanwhile is NotFound rather than an error.
+    let password_hash = password::hash_password(new).await?;
+    let txn = db.begin().await?;
     let done = users::Entity::update_many()
-        .col_expr(users::Column::IsActive, Expr::value(active))
+        .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
         .filter(users::Column::Id.eq(user.id))
-        .exec(db)
+        .exec(&txn)
         .await?;
     if done.rows_affected == 0 {
         return Err(UserError::NotFound);
     }
+    let detail = if sign_out_others.is_some() {
+        "other sessions signed out"
+    } else {
+        "other sessions kept"
+    };
+    audit::record(
+        &txn,
+        actor,
+        Event::new(Action::PasswordChanged, Target::user(user)).with_detail(detail),
+    )
+    .await?;
+    let signed_out = match sign_out_others {
+        Some(kept) => {
+            let scope = tokens::Everywhere::SessionsExcept(kept);
+            tokens::delete_all_own(&txn, actor, user, scope).await?
+        }
+        None => 0,
+    };
+    txn.commit().await?;
+    log::info!("password changed for user {}", user.id);
+    Ok(signed_out)
+}
+
+/// Deactivating locks a user out at once: their tokens answer "Invalid user" until reactivated.
+/// Setting the state a user already has changes and records nothing.
+pub async fn set_active(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    user: users::Model,
+    active: bool,
+) -> Result<users::Model, UserError> {
+    if actor.is(&user) && !active {
+        return Err(UserError::OwnAccount);
+    }
+    let txn = db.begin().await?;
+    // By id and counted, so a user deleted meanwhile is NotFound rather than an error.
+    let exists = users::Entity::find_by_id(user.id).one(&txn).await?;
+    let Some(current) = exists else {
+        return Err(UserError::NotFound);
+    };
+    if current.is_active == active {
+        return Ok(current);
+    }
+    users::Entity::update_many()
+        .col_expr(users::Column::IsActive, Expr::value(active))
+        .filter(users::Column::Id.eq(user.id))
+        .exec(&txn)
+        .await?;
     let user = users::Model {
         is_active: active,
-        ..user
+        ..current
     };
-    log::info!(
-        "user {} {}",
-        user.username,
-        if active { "activated" } else { "deactivated" }
-    );
+    let action = if active {
+        Action::UserActivated
+    } else {
+        Action::UserDeactivated
+    };
+    audit::record(&txn, actor, Event::new(action, Target::user(&user))).await?;
+    txn.commit().await?;
+    log::info!("user {} {}", user.username, action.code());
     Ok(user)
 }
 
 /// Deletes a user; the database cascades to all of its tokens.
 pub async fn delete(
     db: &DatabaseConnection,
-    actor: &users::Model,
-    username: &str,
+    actor: &Actor,
+    user: users::Model,
 ) -> Result<(), UserError> {
-    let user = find_by_username(db, username).await?;
-    if user.id == actor.id {
+    if actor.is(&user) {
         return Err(UserError::OwnAccount);
     }
-    users::Entity::delete_by_id(user.id).exec(db).await?;
+    let txn = db.begin().await?;
+    let done = users::Entity::delete_by_id(user.id).exec(&txn).await?;
+    if done.rows_affected == 0 {
+        return Err(UserError::NotFound);
+    }
+    audit::record(
+        &txn,
+        actor,
+        Event::new(Action::UserDeleted, Target::user(&user)),
+    )
+    .await?;
+    txn.commit().await?;
     log::info!("user deleted: {}", user.username);
     Ok(())
 }
@@ -301,7 +390,7 @@ pub async fn ensure_bootstrap_admin(
         token_on_signup: false,
         ..policy.clone()
     };
-    match create(db, &policy, new).await {
+    match create(db, &policy, &Actor::system(), new).await {
         Ok(_) if generated => Ok(Bootstrap::CreatedWithRandomPassword(password)),
         Ok(_) => Ok(Bootstrap::CreatedWithConfiguredPassword),
         // Another instance sharing the database won the race: it created the admin.

@@ -152,6 +152,9 @@ pub fn test_settings(database_url: &str) -> Settings {
         admin_password: Some(ADMIN_PASSWORD.to_owned()),
         // Two workers, so that concurrent requests really run side by side.
         workers: std::num::NonZeroUsize::new(2),
+        cookie_secure: false,
+        session_idle: Duration::from_secs(3600),
+        expiry_sweep_interval: Duration::from_secs(600),
     }
 }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{ErrorResponse, TokenResponse};
 use crate::{
     auth::extract::AdminUser,
-    entities::users::Model as User,
+    entities::{tokens::TokenKind, users::Model as User},
     error::ApiError,
     routes::body::JsonOrForm,
     services::{
@@ -26,6 +26,8 @@ const MAX_PAGE: u32 = 1000;
 pub struct TokenFilter {
     /// Only this user's tokens.
     pub user: Option<String>,
+    /// Only tokens of this kind.
+    pub kind: Option<TokenKind>,
     /// Page size, 1–1000 (default 100).
     pub limit: Option<u32>,
     pub offset: Option<u32>,
@@ -112,7 +114,11 @@ pub async fn list_all_tokens(
     };
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let offset = u64::from(filter.offset.unwrap_or(0));
-    let rows = tokens::list_all(&state.db, owner, u64::from(limit), offset).await?;
+    let selection = tokens::TokenFilter {
+        owner,
+        kind: filter.kind,
+    };
+    let rows = tokens::list_all(&state.db, &selection, u64::from(limit), offset).await?;
     let body: Vec<AdminTokenResponse> = rows
         .into_iter()
         .map(|(token, user)| AdminTokenResponse {
@@ -133,10 +139,10 @@ pub async fn list_all_tokens(
 #[delete("/api/admin/tokens/{id}")]
 pub async fn revoke_token(
     state: web::Data<AppState>,
-    _admin: AdminUser,
+    admin: AdminUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    tokens::revoke(&state.db, id.into_inner()).await?;
+    tokens::revoke(&state.db, &admin.actor(), id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -150,11 +156,11 @@ pub async fn revoke_token(
 #[post("/api/admin/users/{username}/revoke-all")]
 pub async fn revoke_all_user_tokens(
     state: web::Data<AppState>,
-    _admin: AdminUser,
+    admin: AdminUser,
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users::find_by_username(&state.db, &username).await?;
-    let revoked = tokens::revoke_all_for(&state.db, user.id).await?;
+    let revoked = tokens::revoke_all_for(&state.db, &admin.actor(), &user).await?;
     Ok(HttpResponse::Ok().json(RevokedResponse { revoked }))
 }
 
@@ -171,7 +177,8 @@ pub async fn deactivate_user(
     admin: AdminUser,
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = users::set_active(&state.db, &admin.0.user, &username, false).await?;
+    let user = users::find_by_username(&state.db, &username).await?;
+    let user = users::set_active(&state.db, &admin.actor(), user, false).await?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
@@ -188,7 +195,8 @@ pub async fn activate_user(
     admin: AdminUser,
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = users::set_active(&state.db, &admin.0.user, &username, true).await?;
+    let user = users::find_by_username(&state.db, &username).await?;
+    let user = users::set_active(&state.db, &admin.actor(), user, true).await?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
@@ -223,7 +231,7 @@ pub async fn list_users(
 #[post("/api/admin/users")]
 pub async fn create_user(
     state: web::Data<AppState>,
-    _admin: AdminUser,
+    admin: AdminUser,
     body: JsonOrForm<NewUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
@@ -232,7 +240,7 @@ pub async fn create_user(
         password: request.password,
         is_admin: request.is_admin,
     };
-    let created = users::create(&state.db, &state.policy, new).await?;
+    let created = users::create(&state.db, &state.policy, &admin.actor(), new).await?;
     Ok(HttpResponse::Created().json(CreatedUserResponse {
         user: created.user.into(),
         default_token: created.signup_token.map(|issued| SignupToken {
@@ -255,6 +263,7 @@ pub async fn delete_user(
     admin: AdminUser,
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    users::delete(&state.db, &admin.0.user, &username).await?;
+    let user = users::find_by_username(&state.db, &username).await?;
+    users::delete(&state.db, &admin.actor(), user).await?;
     Ok(HttpResponse::NoContent().finish())
 }

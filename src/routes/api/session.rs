@@ -8,12 +8,13 @@ use uuid::Uuid;
 
 use super::{DetailResponse, ErrorResponse};
 use crate::{
-    auth::extract::ApiUser,
+    auth::extract::{ApiUser, ClientAddress},
     entities::tokens::TokenKind,
     error::ApiError,
     routes::body::JsonOrForm,
     services::{
-        tokens::{self, IssuedToken, NewToken, TokenName},
+        audit::Actor,
+        tokens::{self, Everywhere, IssuedToken, NewToken, Removal, TokenName},
         users,
     },
     startup::AppState,
@@ -99,6 +100,7 @@ pub struct LogoutAllResponse {
 #[post("/api/token")]
 pub async fn create_session_token(
     state: web::Data<AppState>,
+    client: ClientAddress,
     body: JsonOrForm<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
@@ -107,10 +109,13 @@ pub async fn create_session_token(
         .as_deref()
         .map(TokenName::parse)
         .transpose()?;
-    let user = users::authenticate(&state.db, &request.username, request.password).await?;
+    let caller = client.anonymous();
+    let user = users::authenticate(&state.db, &caller, &request.username, request.password).await?;
+    let actor = Actor::user(&user, client.0);
     let issued = tokens::issue(
         &state.db,
         &state.policy,
+        &actor,
         &user,
         NewToken::session(&state.policy, name),
     )
@@ -132,14 +137,18 @@ pub async fn create_session_token(
 #[post("/api/non-expiring-token")]
 pub async fn create_non_expiring_token(
     state: web::Data<AppState>,
+    client: ClientAddress,
     body: JsonOrForm<NonExpiringTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
     let name = TokenName::parse(&request.token_name)?;
-    let user = users::authenticate(&state.db, &request.username, request.password).await?;
+    let caller = client.anonymous();
+    let user = users::authenticate(&state.db, &caller, &request.username, request.password).await?;
+    let actor = Actor::user(&user, client.0);
     let issued = tokens::issue(
         &state.db,
         &state.policy,
+        &actor,
         &user,
         NewToken::device(name, None),
     )
@@ -155,7 +164,7 @@ pub async fn create_non_expiring_token(
 )]
 #[get("/api/me")]
 pub async fn me(caller: ApiUser) -> HttpResponse {
-    let ApiUser(caller) = caller;
+    let ApiUser(caller, _) = caller;
     HttpResponse::Ok().json(MeResponse {
         user: caller.user.username,
         is_admin: caller.user.is_admin,
@@ -173,9 +182,19 @@ async fn delete_presented_token(
     state: web::Data<AppState>,
     caller: ApiUser,
 ) -> Result<HttpResponse, ApiError> {
-    match tokens::delete_own(&state.db, caller.0.user.id, caller.0.token.id).await {
+    let actor = caller.actor();
+    let ApiUser(caller, _) = caller;
+    match tokens::delete_own(
+        &state.db,
+        &actor,
+        &caller.user,
+        caller.token.id,
+        Removal::LoggedOut,
+    )
+    .await
+    {
         // Revoked by someone else between authentication and now: logged out all the same.
-        Ok(()) | Err(tokens::TokenError::NotFound) => {}
+        Ok(_) | Err(tokens::TokenError::NotFound) => {}
         Err(other) => return Err(other.into()),
     }
     Ok(HttpResponse::Ok().json(DetailResponse {
@@ -222,7 +241,12 @@ pub async fn logout_all(
     body: JsonOrForm<LogoutAllRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let include_devices = body.0.include_devices;
-    let revoked = tokens::delete_all_own(&state.db, caller.0.user.id, include_devices).await?;
+    let scope = if include_devices {
+        Everywhere::AllTokens
+    } else {
+        Everywhere::Sessions
+    };
+    let revoked = tokens::delete_all_own(&state.db, &caller.actor(), &caller.0.user, scope).await?;
     let detail = if include_devices {
         "All tokens revoked"
     } else {

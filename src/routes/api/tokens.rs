@@ -100,7 +100,14 @@ pub async fn create_token(
     body: JsonOrForm<NewTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0.validate()?;
-    let issued = tokens::issue(&state.db, &state.policy, &caller.0.user, request).await?;
+    let issued = tokens::issue(
+        &state.db,
+        &state.policy,
+        &caller.actor(),
+        &caller.0.user,
+        request,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(CreatedTokenResponse {
         id: issued.token.id,
         name: issued.token.name,
@@ -125,6 +132,13 @@ pub async fn delete_token(
     caller: ApiUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    tokens::delete_own(&state.db, caller.0.user.id, id.into_inner()).await?;
+    tokens::delete_own(
+        &state.db,
+        &caller.actor(),
+        &caller.0.user,
+        id.into_inner(),
+        tokens::Removal::Deleted,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,0 +1,206 @@
+//! Extractors of the web UI: who is signed in (from the session cookie), and forms whose CSRF
+//! token has been checked. A handler that takes them cannot run otherwise.
+
+use std::{future::Future, pin::Pin};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::Method, http::header, web};
+use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::{
+    auth::{
+        extract::ClientAddress,
+        session::{FlashLevel, WebSession},
+    },
+    error::{API_BODY_LIMIT, ApiError, WebError},
+    routes::body::read_limited,
+    services::{
+        audit::Actor,
+        now,
+        tokens::{self, AuthError, Authenticated, Removal},
+    },
+    startup::AppState,
+};
+
+/// A browser signed in through `/login`: its session token passed every check just now.
+pub struct SignedIn {
+    pub auth: Authenticated,
+    pub session: WebSession,
+    pub address: ClientAddress,
+}
+
+impl SignedIn {
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.auth.user, self.address.0.clone())
+    }
+}
+
+/// A `SignedIn` admin; anyone else gets a 403 page.
+pub struct SignedInAdmin(pub SignedIn);
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, WebError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| WebError::internal("AppState missing from the app"))
+}
+
+/// Where to come back to after signing in: the page asked for, when it was a plain GET.
+fn return_path(req: &HttpRequest) -> Option<String> {
+    (req.method() == Method::GET).then(|| match req.query_string() {
+        "" => req.path().to_owned(),
+        query => format!("{}?{query}", req.path()),
+    })
+}
+
+async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
+    let state = state(&req)?;
+    let session = WebSession::extract(&req)
+        .await
+        .map_err(|e| WebError::internal(e.to_string()))?;
+    let address = ClientAddress::of(&req);
+    let sign_in_again = WebError::SignInRequired {
+        next: return_path(&req),
+    };
+    let Some(key) = session.token_key() else {
+        return Err(sign_in_again);
+    };
+    let auth = match tokens::authenticate(&state.db, &key).await {
+        Ok(auth) => auth,
+        Err(AuthError::Db(e)) => return Err(WebError::internal(e)),
+        // Revoked, expired, or the user was deactivated: this browser is signed out.
+        Err(refusal) => {
+            log::debug!("web session ended: {refusal}");
+            session.end();
+            session.flash(
+                FlashLevel::Error,
+                "Your session has ended. Please sign in again.",
+            );
+            return Err(sign_in_again);
+        }
+    };
+    let at = now().timestamp();
+    let idle = i64::try_from(state.session_idle.as_secs()).unwrap_or(i64::MAX);
+    if session
+        .last_seen()
+        .is_none_or(|seen| at.saturating_sub(seen) > idle)
+    {
+        // Idle too long: end the session token too, so a copied cookie is worthless.
+        let actor = Actor::user(&auth.user, address.0.clone());
+        let ended = tokens::delete_own(
+            &state.db,
+            &actor,
+            &auth.user,
+            auth.token.id,
+            Removal::IdleTimeout,
+        );
+        match ended.await {
+            Ok(_) | Err(tokens::TokenError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        session.end();
+        session.flash(
+            FlashLevel::Error,
+            "You were signed out after a period of inactivity.",
+        );
+        return Err(sign_in_again);
+    }
+    session.touch(at);
+    Ok(SignedIn {
+        auth,
+        session,
+        address,
+    })
+}
+
+impl FromRequest for SignedIn {
+    type Error = WebError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        Box::pin(signed_in(req.clone()))
+    }
+}
+
+impl FromRequest for SignedInAdmin {
+    type Error = WebError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let user = signed_in(req).await?;
+            if !user.auth.user.is_admin {
+                log::debug!("admin page refused to user {}", user.auth.user.id);
+                return Err(WebError::Forbidden(
+                    "This page is for administrators only.".into(),
+                ));
+            }
+            Ok(SignedInAdmin(user))
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A URL-encoded form whose `csrf` field matches the session's token and whose `Origin`, when the
+/// browser sends one, is this site. Anything else is a 403 page and changes nothing.
+pub struct CsrfForm<T>(pub T);
+
+/// `Origin` must name the host the request was sent to. Browsers send it on every form POST; a
+/// request without one (an old browser, a script) still needs the token.
+fn origin_is_ours(req: &HttpRequest) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let host = req.connection_info().host().to_owned();
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    origin_host == Some(host.as_str())
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
+    type Error = WebError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let too_large = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|length| length > API_BODY_LIMIT);
+            if too_large {
+                return Err(WebError::PayloadTooLarge);
+            }
+            let body = read_limited(payload).await.map_err(|e| match e {
+                ApiError::PayloadTooLarge => WebError::PayloadTooLarge,
+                other => WebError::BadRequest(other.to_string()),
+            })?;
+            let session = WebSession::extract(&req)
+                .await
+                .map_err(|e| WebError::internal(e.to_string()))?;
+            let presented: CsrfField = serde_urlencoded::from_bytes(&body)
+                .map_err(|_| WebError::BadRequest("The form could not be read.".into()))?;
+            if !origin_is_ours(&req) || !session.csrf_matches(&presented.csrf) {
+                log::debug!(
+                    "form refused: CSRF token or origin mismatch on {}",
+                    req.path()
+                );
+                return Err(WebError::CsrfRejected);
+            }
+            let form = serde_urlencoded::from_bytes(&body)
+                .map_err(|e| WebError::BadRequest(format!("The form could not be read: {e}")))?;
+            Ok(CsrfForm(form))
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! Signing in and out of the web UI. A web sign-in is a session token like a phone's, named
+//! "browser …": it shows in the token list, can be revoked like any other, and ends with logout.
+
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{
+    Layout, back_with, done,
+    extract::{CsrfForm, SignedIn},
+    render, see_other,
+};
+use crate::{
+    auth::{
+        extract::ClientAddress,
+        session::{FlashLevel, WebSession},
+    },
+    error::WebError,
+    services::{
+        audit::Actor,
+        now,
+        tokens::{self, NewToken, Removal},
+        users,
+    },
+    startup::AppState,
+};
+
+/// `/`: the token list for a signed-in user, the sign-in page for anyone else.
+#[get("/")]
+pub async fn home(session: WebSession) -> HttpResponse {
+    if session.token_key().is_some() {
+        see_other("/tokens")
+    } else {
+        see_other("/login")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    next: String,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only a path on this site: `/tokens?x=1`, never `//evil.example` or `https://…`.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.chars().any(char::is_control) =>
+        {
+            path
+        }
+        _ => "/tokens",
+    }
+}
+
+#[get("/login")]
+pub async fn login_page(
+    session: WebSession,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, WebError> {
+    let next = safe_next(query.next.as_deref()).to_owned();
+    if session.token_key().is_some() {
+        return Ok(see_other(&next));
+    }
+    render(&LoginPage {
+        layout: Layout::anonymous(&session),
+        next,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+#[post("/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    session: WebSession,
+    client: ClientAddress,
+    form: CsrfForm<LoginForm>,
+) -> Result<HttpResponse, WebError> {
+    let form = form.0;
+    let next = safe_next(form.next.as_deref()).to_owned();
+    let retry = match next.as_str() {
+        "/tokens" => "/login".to_owned(),
+        next => format!(
+            "/login?{}",
+            serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+        ),
+    };
+    let caller = client.anonymous();
+    let user = match users::authenticate(&state.db, &caller, &form.username, form.password).await {
+        Ok(user) => user,
+        Err(refusal) => return back_with(&session, &retry, refusal),
+    };
+    let actor = Actor::user(&user, client.0);
+    let new = NewToken::browser_session(&state.policy);
+    let issued = match tokens::issue(&state.db, &state.policy, &actor, &user, new).await {
+        Ok(issued) => issued,
+        Err(refusal) => return back_with(&session, &retry, refusal),
+    };
+    session.sign_in(&issued.key, now().timestamp());
+    Ok(done(
+        &session,
+        &next,
+        format!("Signed in as {}.", user.username),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {}
+
+/// Ends this browser's sign-in and deletes its session token.
+#[post("/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    _form: CsrfForm<LogoutForm>,
+) -> Result<HttpResponse, WebError> {
+    let actor = user.actor();
+    let ended = tokens::delete_own(
+        &state.db,
+        &actor,
+        &user.auth.user,
+        user.auth.token.id,
+        Removal::LoggedOut,
+    )
+    .await;
+    match ended {
+        // Revoked meanwhile by someone else: signed out all the same.
+        Ok(_) | Err(tokens::TokenError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    user.session.end();
+    user.session
+        .flash(FlashLevel::Success, "You have signed out.");
+    Ok(see_other("/login"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(safe_next(Some("/admin/users")), "/admin/users");
+        assert_eq!(safe_next(Some("/tokens?x=1")), "/tokens?x=1");
+        for hostile in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "",
+            "/a\nb",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), "/tokens", "{hostile:?}");
+        }
+        assert_eq!(safe_next(None), "/tokens");
+    }
+}

@@ -1,0 +1,316 @@
+//! `/tokens`: the signed-in user's own tokens — list, create a named device token (its key shown
+//! once), delete with a confirmation step.
+
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{
+    Layout, back_with, done,
+    extract::{CsrfForm, SignedIn},
+    format, render,
+};
+use crate::{
+    auth::session::RevealedKey,
+    entities::tokens::{Model as Token, TokenKind},
+    error::WebError,
+    services::{
+        Invalid, now,
+        tokens::{self, NewToken, Removal, TokenName},
+    },
+    startup::AppState,
+};
+
+/// A token as a table row: everything already formatted for people.
+pub struct TokenRow {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: &'static str,
+    pub prefix: String,
+    pub created: String,
+    pub created_exact: String,
+    pub expires: String,
+    pub expires_exact: String,
+    pub expired: bool,
+    pub last_used: String,
+    pub last_used_exact: String,
+    /// The session token of the browser looking at the page.
+    pub is_current: bool,
+    /// The owner's username (admin listing only).
+    pub owner: String,
+}
+
+impl TokenRow {
+    pub fn new(token: Token, at: DateTime<Utc>, current: Option<Uuid>) -> TokenRow {
+        TokenRow {
+            id: token.id,
+            kind: kind_label(token.kind),
+            prefix: token.key_prefix.clone(),
+            created: format::relative(token.created_at, at),
+            created_exact: format::exact(token.created_at),
+            expires: format::expiry(token.expires_at, at),
+            expires_exact: token.expires_at.map(format::exact).unwrap_or_default(),
+            expired: token.is_expired_at(at),
+            last_used: format::last_used(token.last_used_at, at),
+            last_used_exact: token.last_used_at.map(format::exact).unwrap_or_default(),
+            is_current: Some(token.id) == current,
+            owner: String::new(),
+            name: token.name,
+        }
+    }
+}
+
+pub fn kind_label(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Session => "session",
+        TokenKind::Device => "device",
+    }
+}
+
+/// The expiry choices offered when creating a token, in days.
+pub const EXPIRY_CHOICES: [u32; 4] = [7, 30, 90, 365];
+
+#[derive(Template)]
+#[template(path = "tokens/index.html")]
+struct TokensPage {
+    layout: Layout,
+    tokens: Vec<TokenRow>,
+    revealed: Option<RevealedKey>,
+    expiry_choices: [u32; 4],
+    tomorrow: String,
+    max_tokens: u32,
+}
+
+#[get("/tokens")]
+pub async fn tokens_page(
+    state: web::Data<AppState>,
+    user: SignedIn,
+) -> Result<HttpResponse, WebError> {
+    let at = now();
+    let current = Some(user.auth.token.id);
+    let tokens = tokens::list_for(&state.db, user.auth.user.id)
+        .await?
+        .into_iter()
+        .map(|token| TokenRow::new(token, at, current))
+        .collect();
+    render(&TokensPage {
+        revealed: user.session.take_revealed(),
+        layout: Layout::signed_in(&user, "tokens"),
+        tokens,
+        expiry_choices: EXPIRY_CHOICES,
+        tomorrow: (at.date_naive() + TimeDelta::days(1)).to_string(),
+        max_tokens: state.policy.max_tokens_per_user,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct NewTokenForm {
+    name: String,
+    /// `never`, a number of days from `EXPIRY_CHOICES`, or `date`.
+    #[serde(default)]
+    expires: String,
+    /// With `date`: the last day the token works (it expires at the end of that day, UTC).
+    #[serde(default)]
+    expires_on: String,
+}
+
+/// Latest expiry date accepted: a hundred years.
+const MAX_LIFETIME_DAYS: i64 = 36_500;
+
+impl NewTokenForm {
+    fn validate(self, at: DateTime<Utc>) -> Result<NewToken, Invalid> {
+        let name = TokenName::parse(&self.name)?;
+        let lifetime = match self.expires.as_str() {
+            "" | "never" => None,
+            "date" => Some(until_end_of(&self.expires_on, at)?),
+            days => {
+                let days: u32 = days
+                    .parse()
+                    .ok()
+                    .filter(|d| EXPIRY_CHOICES.contains(d))
+                    .ok_or_else(|| Invalid::new("expires", "is not one of the choices"))?;
+                Some(TimeDelta::days(i64::from(days)))
+            }
+        };
+        Ok(NewToken::device(name, lifetime))
+    }
+}
+
+/// The time from `at` to the end of `date` (UTC): a token "until 2027-03-31" works all that day.
+fn until_end_of(date: &str, at: DateTime<Utc>) -> Result<TimeDelta, Invalid> {
+    let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+        .map_err(|_| Invalid::new("expiry_date", "must be a date such as 2027-03-31"))?;
+    let today = at.date_naive();
+    if date < today || (date - today).num_days() > MAX_LIFETIME_DAYS {
+        return Err(Invalid::new(
+            "expiry_date",
+            "must be today or later, and within a hundred years",
+        ));
+    }
+    let end = date
+        .succ_opt()
+        .and_then(|next| next.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc())
+        .ok_or_else(|| Invalid::new("expiry_date", "is out of range"))?;
+    Ok(end - at)
+}
+
+/// Creates a named device token and shows its key once, on the page the redirect leads to.
+#[post("/tokens")]
+pub async fn create_token(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    form: CsrfForm<NewTokenForm>,
+) -> Result<HttpResponse, WebError> {
+    let request = match form.0.validate(now()) {
+        Ok(request) => request,
+        Err(invalid) => {
+            return back_with(&user.session, "/tokens", tokens::TokenError::from(invalid));
+        }
+    };
+    let issued = match tokens::issue(
+        &state.db,
+        &state.policy,
+        &user.actor(),
+        &user.auth.user,
+        request,
+    )
+    .await
+    {
+        Ok(issued) => issued,
+        Err(refusal) => return back_with(&user.session, "/tokens", refusal),
+    };
+    user.session.reveal_once(RevealedKey {
+        token_name: issued.token.name.clone(),
+        owner: None,
+        key: issued.key.reveal().to_owned(),
+    });
+    Ok(done(
+        &user.session,
+        "/tokens",
+        format!("Token \u{201c}{}\u{201d} created.", issued.token.name),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    pub layout: Layout,
+    pub heading: String,
+    pub question: String,
+    pub consequence: String,
+    pub action: String,
+    pub button: &'static str,
+    pub cancel: &'static str,
+}
+
+/// The confirmation step before deleting a token (works without JavaScript).
+#[get("/tokens/{id}/delete")]
+pub async fn delete_token_page(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, WebError> {
+    let token = match tokens::find_own(&state.db, user.auth.user.id, *id).await {
+        Ok(token) => token,
+        Err(tokens::TokenError::NotFound) => return Err(WebError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let consequence = if token.id == user.auth.token.id {
+        "This is the session of the browser you are using: you will be signed out.".to_owned()
+    } else {
+        "Anything still using its key will be refused from now on.".to_owned()
+    };
+    render(&ConfirmPage {
+        heading: "Delete token".into(),
+        question: format!(
+            "Delete the {} token \u{201c}{}\u{201d} ({}…)?",
+            kind_label(token.kind),
+            token.name,
+            token.key_prefix
+        ),
+        consequence,
+        action: format!("/tokens/{}/delete", token.id),
+        button: "Delete token",
+        cancel: "/tokens",
+        layout: Layout::signed_in(&user, "tokens"),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {}
+
+#[post("/tokens/{id}/delete")]
+pub async fn delete_token(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    id: web::Path<Uuid>,
+    _form: CsrfForm<ConfirmForm>,
+) -> Result<HttpResponse, WebError> {
+    let deleted = tokens::delete_own(
+        &state.db,
+        &user.actor(),
+        &user.auth.user,
+        id.into_inner(),
+        Removal::Deleted,
+    )
+    .await;
+    let token = match deleted {
+        Ok(token) => token,
+        Err(refusal) => return back_with(&user.session, "/tokens", refusal),
+    };
+    Ok(done(
+        &user.session,
+        "/tokens",
+        format!("Token \u{201c}{}\u{201d} deleted.", token.name),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(expires: &str, expires_on: &str) -> NewTokenForm {
+        NewTokenForm {
+            name: "sensor".into(),
+            expires: expires.into(),
+            expires_on: expires_on.into(),
+        }
+    }
+
+    #[test]
+    fn expiry_choices_become_lifetimes() {
+        let at = DateTime::parse_from_rfc3339("2026-11-29T18:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(form("never", "").validate(at).unwrap().lifetime, None);
+        assert_eq!(
+            form("30", "").validate(at).unwrap().lifetime,
+            Some(TimeDelta::days(30))
+        );
+        assert_eq!(
+            form("date", "2026-11-30").validate(at).unwrap().lifetime,
+            Some(TimeDelta::hours(30)),
+            "until the end of that day, UTC"
+        );
+    }
+
+    #[test]
+    fn odd_expiry_choices_are_refused() {
+        let at = DateTime::parse_from_rfc3339("2026-11-29T18:00:00Z")
+            .unwrap()
+            .to_utc();
+        for (expires, on) in [
+            ("8", ""),
+            ("-1", ""),
+            ("date", ""),
+            ("date", "2026-11-28"),
+            ("date", "2026-13-01"),
+            ("date", "9999-01-01"),
+        ] {
+            assert!(form(expires, on).validate(at).is_err(), "{expires} {on}");
+        }
+    }
+}

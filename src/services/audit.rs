@@ -1,0 +1,255 @@
+//! The audit log: who did what to which token or user, when and from where. Written in the
+//! same transaction as the change it records, so the log and the data cannot disagree.
+
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::now;
+use crate::entities::{audit_events, tokens, users};
+
+/// Column limits of `audit_events`; longer text is cut, never refused: the log must not fail.
+const NAME_MAX_CHARS: usize = 150;
+const DETAIL_MAX_CHARS: usize = 200;
+const ADDRESS_MAX_CHARS: usize = 64;
+/// Rows per INSERT when one operation removes many tokens.
+const INSERT_CHUNK: usize = 500;
+
+/// Who acts: a signed-in user, an unknown caller (a failed login), the command line or the
+/// service itself (expiry). The client address is the TCP peer's.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub user_id: Option<Uuid>,
+    pub name: String,
+    pub address: Option<String>,
+}
+
+impl Actor {
+    pub fn user(user: &users::Model, address: Option<String>) -> Actor {
+        Actor {
+            user_id: Some(user.id),
+            name: user.username.clone(),
+            address,
+        }
+    }
+
+    pub fn anonymous(address: Option<String>) -> Actor {
+        Actor {
+            user_id: None,
+            name: "anonymous".into(),
+            address,
+        }
+    }
+
+    pub fn system() -> Actor {
+        Actor {
+            user_id: None,
+            name: "system".into(),
+            address: None,
+        }
+    }
+
+    pub fn command_line() -> Actor {
+        Actor {
+            user_id: None,
+            name: "command line".into(),
+            address: None,
+        }
+    }
+
+    pub fn is(&self, user: &users::Model) -> bool {
+        self.user_id == Some(user.id)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    TokenCreated,
+    TokenRevoked,
+    TokenExpired,
+    TokenPruned,
+    LoginFailed,
+    UserCreated,
+    UserDeactivated,
+    UserActivated,
+    UserDeleted,
+    PasswordChanged,
+}
+
+impl Action {
+    pub const ALL: [Action; 10] = [
+        Action::TokenCreated,
+        Action::TokenRevoked,
+        Action::TokenExpired,
+        Action::TokenPruned,
+        Action::LoginFailed,
+        Action::UserCreated,
+        Action::UserDeactivated,
+        Action::UserActivated,
+        Action::UserDeleted,
+        Action::PasswordChanged,
+    ];
+
+    /// The stored code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Action::TokenCreated => "token.created",
+            Action::TokenRevoked => "token.revoked",
+            Action::TokenExpired => "token.expired",
+            Action::TokenPruned => "token.pruned",
+            Action::LoginFailed => "login.failed",
+            Action::UserCreated => "user.created",
+            Action::UserDeactivated => "user.deactivated",
+            Action::UserActivated => "user.activated",
+            Action::UserDeleted => "user.deleted",
+            Action::PasswordChanged => "password.changed",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|action| action.code() == code)
+    }
+}
+
+/// What an action was done to.
+#[derive(Clone, Debug)]
+pub struct Target {
+    kind: &'static str,
+    id: Option<Uuid>,
+    name: String,
+    owner: Option<String>,
+}
+
+impl Target {
+    pub fn token(token: &tokens::Model, owner: &str) -> Target {
+        Target {
+            kind: "token",
+            id: Some(token.id),
+            name: token.name.clone(),
+            owner: Some(owner.to_owned()),
+        }
+    }
+
+    pub fn user(user: &users::Model) -> Target {
+        Target {
+            kind: "user",
+            id: Some(user.id),
+            name: user.username.clone(),
+            owner: None,
+        }
+    }
+
+    /// A login attempt's username, which may name nobody and may be any text at all.
+    pub fn attempted_username(name: &str, known: Option<&users::Model>) -> Target {
+        Target {
+            kind: "user",
+            id: known.map(|user| user.id),
+            name: name.to_owned(),
+            owner: None,
+        }
+    }
+}
+
+pub struct Event {
+    pub action: Action,
+    pub target: Target,
+    pub detail: Option<String>,
+}
+
+impl Event {
+    pub fn new(action: Action, target: Target) -> Event {
+        Event {
+            action,
+            target,
+            detail: None,
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Event {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// Text as it may be stored and shown: control characters replaced (PostgreSQL refuses NUL),
+/// cut to the column's length.
+fn fit(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .take(max_chars)
+        .collect()
+}
+
+fn row(actor: &Actor, event: Event) -> audit_events::ActiveModel {
+    audit_events::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        occurred_at: Set(now()),
+        action: Set(event.action.code().to_owned()),
+        actor_id: Set(actor.user_id),
+        actor_name: Set(fit(&actor.name, NAME_MAX_CHARS)),
+        client_address: Set(actor.address.as_deref().map(|a| fit(a, ADDRESS_MAX_CHARS))),
+        target_type: Set(event.target.kind.to_owned()),
+        target_id: Set(event.target.id),
+        target_name: Set(fit(&event.target.name, NAME_MAX_CHARS)),
+        target_owner: Set(event
+            .target
+            .owner
+            .as_deref()
+            .map(|o| fit(o, NAME_MAX_CHARS))),
+        detail: Set(event.detail.as_deref().map(|d| fit(d, DETAIL_MAX_CHARS))),
+    }
+}
+
+pub async fn record(db: &impl ConnectionTrait, actor: &Actor, event: Event) -> Result<(), DbErr> {
+    record_all(db, actor, vec![event]).await
+}
+
+pub async fn record_all(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    events: Vec<Event>,
+) -> Result<(), DbErr> {
+    let mut rows = events.into_iter().map(|event| row(actor, event)).peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(INSERT_CHUNK).collect();
+        audit_events::Entity::insert_many(chunk).exec(db).await?;
+    }
+    Ok(())
+}
+
+/// One page of the log, newest first, and the number of events in all.
+pub async fn page(
+    db: &impl ConnectionTrait,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<audit_events::Model>, u64), DbErr> {
+    let total = audit_events::Entity::find().count(db).await?;
+    let events = audit_events::Entity::find()
+        .order_by_desc(audit_events::Column::OccurredAt)
+        .order_by_desc(audit_events::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((events, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_loses_control_characters_and_is_cut_to_fit() {
+        assert_eq!(fit("a\u{0}b\nc", 10), "a\u{FFFD}b\u{FFFD}c");
+        assert_eq!(fit(&"é".repeat(300), NAME_MAX_CHARS).chars().count(), 150);
+    }
+
+    #[test]
+    fn every_action_code_reads_back_as_itself() {
+        for action in Action::ALL {
+            assert_eq!(Action::from_code(action.code()), Some(action));
+        }
+        assert_eq!(Action::from_code("nonsense"), None);
+    }
+}
