@@ -60,7 +60,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::admin::activate_user)
         .service(api::admin::list_users)
         .service(api::admin::create_user)
-        .service(api::admin::delete_user);
+        .service(api::admin::delete_user)
+        .service(api::admin::list_audit_events);
 }
 
 /// Serves the OpenAPI document collected from the handlers, serialized once per worker.

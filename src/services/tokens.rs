@@ -450,7 +450,7 @@ where
         return Err(TokenError::NotFound);
     };
     let detail = match why {
-        Removal::Deleted => None,
+        Removal::Deleted => Some("deleted by owner"),
         Removal::LoggedOut => Some("logged out"),
         Removal::IdleTimeout => Some("signed out: idle"),
     };
@@ -598,7 +598,8 @@ where
     if removed.is_empty() {
         return Err(TokenError::NotFound);
     }
-    record_removed(&txn, actor, Action::TokenRevoked, removed, &owner, None).await?;
+    let detail = Some("revoked by admin");
+    record_removed(&txn, actor, Action::TokenRevoked, removed, &owner, detail).await?;
     txn.commit().await?;
     log::info!("token revoked by admin: {id}");
     Ok(())

@@ -135,7 +135,12 @@ async fn malformed_bodies_are_400_and_unknown_media_types_415(backend: Backend) 
 async fn unknown_routes_are_json_404s_and_wrong_methods_405s(backend: Backend) {
     let app = spawn_app(backend).await;
     // (Paths outside the API answer an HTML page instead: see `web::unknown_pages_are_html_404s`.)
-    for path in ["/api/nothing/", "/api", "/api/tokens/x/y/z", "/auth/nothing"] {
+    for path in [
+        "/api/nothing/",
+        "/api",
+        "/api/tokens/x/y/z",
+        "/auth/nothing",
+    ] {
         let (status, body) = status_and_json(app.get(path, None).await).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(body, json!({ "error": "not found" }));

@@ -13,7 +13,7 @@ use crate::{
     error::ApiError,
     routes::body::JsonOrForm,
     services::{
-        tokens,
+        audit, tokens,
         users::{self, NewUser, Username},
     },
     startup::AppState,
@@ -266,4 +266,68 @@ pub async fn delete_user(
     let user = users::find_by_username(&state.db, &username).await?;
     users::delete(&state.db, &admin.actor(), user).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// An audit-log entry.
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventResponse {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    /// `token.created`, `token.revoked`, `token.expired`, `token.pruned`, `login.failed`,
+    /// `user.created`, `user.deactivated`, `user.activated`, `user.deleted`, `password.changed`.
+    pub action: String,
+    /// A username, `anonymous` (failed logins), `system` or `command line`.
+    pub actor: String,
+    pub client_address: Option<String>,
+    /// `token` or `user`.
+    pub target_type: String,
+    pub target_id: Option<Uuid>,
+    /// The token's name or the username.
+    pub target_name: String,
+    /// For tokens: the owner's username.
+    pub target_owner: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = Vec<AuditEventResponse>), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse))
+)]
+#[get("/api/admin/audit")]
+pub async fn list_audit_events(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let offset = u64::from(query.offset.unwrap_or(0));
+    let (events, _) = audit::page(&state.db, u64::from(limit), offset)
+        .await
+        .map_err(ApiError::internal)?;
+    let body: Vec<AuditEventResponse> = events
+        .into_iter()
+        .map(|event| AuditEventResponse {
+            id: event.id,
+            occurred_at: event.occurred_at,
+            action: event.action,
+            actor: event.actor_name,
+            client_address: event.client_address,
+            target_type: event.target_type,
+            target_id: event.target_id,
+            target_name: event.target_name,
+            target_owner: event.target_owner,
+            detail: event.detail,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
 }

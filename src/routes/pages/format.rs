@@ -3,7 +3,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// "in 3 days" for the future, "5 minutes ago" for the past, "just now" around the present.
-/// Rounds down, so a token that expires in 23 h 59 min shows "in 23 hours".
+/// Rounds to the nearest unit, so a new 30-day token shows "in 30 days" and a new session token
+/// "in 24 hours".
 pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let delta = at - now;
     let future = delta > TimeDelta::zero();
@@ -11,12 +12,17 @@ pub fn relative(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     if seconds < 45 {
         return "just now".to_owned();
     }
-    let (count, unit) = match seconds {
-        s if s < 3600 => ((s / 60).max(1), "minute"),
-        s if s < 86_400 => (s / 3600, "hour"),
-        s if s < 30 * 86_400 => (s / 86_400, "day"),
-        s if s < 365 * 86_400 => (s / (30 * 86_400), "month"),
-        s => (s / (365 * 86_400), "year"),
+    let rounded = |unit: u64| (seconds + unit / 2) / unit;
+    let (count, unit) = if rounded(60) < 60 {
+        (rounded(60).max(1), "minute")
+    } else if rounded(3600) < 48 {
+        (rounded(3600), "hour")
+    } else if rounded(86_400) < 60 {
+        (rounded(86_400), "day")
+    } else if rounded(86_400) < 360 {
+        (rounded(30 * 86_400), "month")
+    } else {
+        (rounded(365 * 86_400), "year")
     };
     let plural = if count == 1 { "" } else { "s" };
     if future {
@@ -43,9 +49,9 @@ pub fn last_used(last_used_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Str
     }
 }
 
-/// The exact time, for a tooltip and `<time datetime>`.
+/// The exact time, for a tooltip and `<time datetime>` (a valid HTML datetime).
 pub fn exact(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]
@@ -58,15 +64,18 @@ mod tests {
     }
 
     #[test]
-    fn future_and_past_round_down_to_whole_units() {
+    fn future_and_past_round_to_the_nearest_unit() {
         let cases = [
-            (24 * 3600 - 60, "in 23 hours"),
-            (5 * 60 + 30, "in 5 minutes"),
+            (24 * 3600 - 5, "in 24 hours"),
+            (23 * 3600 - 5, "in 23 hours"),
+            (5 * 60 - 5, "in 5 minutes"),
             (-5 * 60, "5 minutes ago"),
             (-60, "1 minute ago"),
             (-10, "just now"),
-            (7 * 86_400, "in 7 days"),
-            (90 * 86_400, "in 3 months"),
+            (7 * 86_400 - 5, "in 7 days"),
+            (30 * 86_400 - 5, "in 30 days"),
+            (90 * 86_400 - 5, "in 3 months"),
+            (365 * 86_400 - 5, "in 1 year"),
             (-400 * 86_400, "1 year ago"),
         ];
         for (offset, expected) in cases {
