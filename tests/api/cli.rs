@@ -236,6 +236,31 @@ async fn prune_deletes_expired_tokens_and_prints_the_count() {
     );
     let again = run(multitoken(&url).arg("prune"), None);
     assert_eq!(text(&again.stdout).trim(), "0");
+    // The admin's session expired and was pruned too: read the log with a new one.
+    let admin = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let log: serde_json::Value = app
+        .get("/api/admin/audit/", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let pruned: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "token.pruned")
+        .collect();
+    assert_eq!(
+        pruned.len(),
+        2,
+        "one audit event per pruned token: {pruned:?}"
+    );
+    assert!(
+        pruned
+            .iter()
+            .all(|e| e["actor"] == "command line" && e["target_owner"] == "admin"),
+        "{pruned:?}"
+    );
 }
 
 /// `multitoken serve` as a child process, its stderr read line by line on a thread of its own so

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use reqwest::{StatusCode, header};
+use sea_orm::ConnectionTrait;
 
 use crate::audit::audit_log;
 use crate::helpers::{ADMIN_PASSWORD, Backend, PASSWORD, TestApp, spawn_app, spawn_app_with};
@@ -181,6 +182,8 @@ on_both_backends!(
     browser_routes_answer_html_error_pages,
     signing_out_ends_the_session_token,
     a_revoked_or_idle_browser_session_is_signed_out,
+    a_server_error_is_an_html_page_without_internals_and_changes_nothing,
+    a_sign_in_survives_a_restart_with_the_same_secret_key,
 );
 
 async fn signed_out_visitors_are_sent_to_the_sign_in_page(backend: Backend) {
@@ -1079,5 +1082,61 @@ async fn a_revoked_or_idle_browser_session_is_signed_out(backend: Backend) {
     assert!(
         log.iter().any(|e| e["detail"] == "signed out: idle"),
         "the idle session's token is ended too: {log:?}"
+    );
+}
+
+async fn a_server_error_is_an_html_page_without_internals_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut browser = Browser::signed_in(&app, "admin", ADMIN_PASSWORD).await;
+    // Break the database under the running server: every change writes the audit log.
+    app.db()
+        .await
+        .execute_unprepared("DROP TABLE audit_events")
+        .await
+        .unwrap();
+    let failed = browser
+        .post("/tokens", &[("name", "doomed"), ("expires", "never")])
+        .await;
+    failed.assert_html(StatusCode::INTERNAL_SERVER_ERROR, "a database failure");
+    assert!(failed.body.contains("Something went wrong on our side"));
+    for internal in ["audit_events", "sqlx", "SqliteError", "relation", "DbErr"] {
+        assert!(
+            !failed.body.contains(internal),
+            "{internal} leaked: {}",
+            failed.body
+        );
+    }
+    let listed: serde_json::Value = app
+        .get("/api/tokens/", Some(&app.admin_key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !listed.to_string().contains("doomed"),
+        "the token and its audit event are one transaction: no token without its record"
+    );
+}
+
+async fn a_sign_in_survives_a_restart_with_the_same_secret_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut browser = Browser::signed_in(&app, "admin", ADMIN_PASSWORD).await;
+    let settings = crate::helpers::test_settings(&app.database.url);
+    let database = app.stop().await;
+    let app = crate::helpers::start(database, &settings).await;
+    browser.base = app.address.clone();
+    browser.get("/tokens").await.assert_html(
+        StatusCode::OK,
+        "the cookie is keyed by MULTITOKEN_SECRET_KEY, not per process",
+    );
+
+    let mut other_key = crate::helpers::test_settings(&app.database.url);
+    other_key.secret_key = Some(multitoken::config::SecretKey::parse(&"k".repeat(64)).unwrap());
+    let database = app.stop().await;
+    let app = crate::helpers::start(database, &other_key).await;
+    browser.base = app.address.clone();
+    browser.get("/tokens").await.assert_redirect(
+        "/login?next=%2Ftokens",
+        "a cookie under another key is worthless",
     );
 }
