@@ -257,7 +257,9 @@ pub async fn change_password(
     sign_out_others: Option<Uuid>,
 ) -> Result<u64, UserError> {
     validate_password(&new)?;
-    if !password::verify_password(current, Some(user.password_hash.clone())).await? {
+    // The stored hash, read now: the caller's copy of the user may be older (or carry no hash).
+    let stored = find_by_id(db, user.id).await?.password_hash;
+    if !password::verify_password(current, Some(stored)).await? {
         return Err(UserError::WrongCurrentPassword);
     }
     let password_hash = password::hash_password(new).await?;
