@@ -1,6 +1,7 @@
 //! The web UI's session, kept in an encrypted, signed cookie (actix-session): the key of the
-//! browser's own session token, the CSRF token, the time of the last request, flash messages, and
-//! a freshly issued key waiting to be shown once. Nothing here is readable by the browser.
+//! browser's own session token, the CSRF token, the time of the last request and flash messages.
+//! Nothing here is readable by the browser. (A newly issued key never goes into the cookie: it is
+//! shown in the answer to the form that created it.)
 
 use std::future::{Ready, ready};
 
@@ -15,7 +16,8 @@ const TOKEN_KEY: &str = "key";
 const CSRF: &str = "csrf";
 const LAST_SEEN: &str = "seen";
 const FLASHES: &str = "flash";
-const REVEAL: &str = "reveal";
+/// Flash messages kept at most: the cookie has about 4 KiB.
+const MAX_FLASHES: usize = 5;
 /// 43 characters of [A-Za-z0-9]: about 256 bits.
 const CSRF_TOKEN_CHARS: usize = 43;
 
@@ -37,15 +39,6 @@ impl Flash {
     pub fn is_error(&self) -> bool {
         self.level == FlashLevel::Error
     }
-}
-
-/// A key issued a moment ago, shown on the next page and then forgotten.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct RevealedKey {
-    pub token_name: String,
-    /// Whose key it is, when an admin created it for someone else.
-    pub owner: Option<String>,
-    pub key: String,
 }
 
 pub struct WebSession(Session);
@@ -111,6 +104,9 @@ impl WebSession {
 
     pub fn flash(&self, level: FlashLevel, text: impl Into<String>) {
         let mut flashes: Vec<Flash> = self.get(FLASHES).unwrap_or_default();
+        if flashes.len() >= MAX_FLASHES {
+            flashes.remove(0);
+        }
         flashes.push(Flash {
             level,
             text: text.into(),
@@ -125,18 +121,6 @@ impl WebSession {
         let flashes = self.get(FLASHES).unwrap_or_default();
         self.0.remove(FLASHES);
         flashes
-    }
-
-    pub fn reveal_once(&self, revealed: RevealedKey) {
-        self.put(REVEAL, revealed);
-    }
-
-    pub fn take_revealed(&self) -> Option<RevealedKey> {
-        let revealed = self.get(REVEAL);
-        if revealed.is_some() {
-            self.0.remove(REVEAL);
-        }
-        revealed
     }
 }
 

@@ -6,7 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::now;
+use super::{is_deceptive_format, now};
 use crate::entities::{audit_events, tokens, users};
 
 /// Column limits of `audit_events`; longer text is cut, never refused: the log must not fail.
@@ -176,7 +176,13 @@ impl Event {
 /// cut to the column's length.
 fn fit(text: &str, max_chars: usize) -> String {
     text.chars()
-        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .map(|c| {
+            if c.is_control() || is_deceptive_format(c) {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
         .take(max_chars)
         .collect()
 }
@@ -218,6 +224,11 @@ pub async fn record_all(
     Ok(())
 }
 
+/// How many events the log holds.
+pub async fn count(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    audit_events::Entity::find().count(db).await
+}
+
 /// One page of the log, newest first, and the number of events in all.
 pub async fn page(
     db: &impl ConnectionTrait,
@@ -242,6 +253,7 @@ mod tests {
     #[test]
     fn stored_text_loses_control_characters_and_is_cut_to_fit() {
         assert_eq!(fit("a\u{0}b\nc", 10), "a\u{FFFD}b\u{FFFD}c");
+        assert_eq!(fit("evil\u{202E}gpj.exe", 20), "evil\u{FFFD}gpj.exe");
         assert_eq!(fit(&"é".repeat(300), NAME_MAX_CHARS).chars().count(), 150);
     }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{
     Invalid, Policy,
     audit::{self, Action, Actor, Event, Target},
-    has_control_characters, is_unique_violation, now,
+    has_control_characters, is_deceptive_format, is_unique_violation, now,
 };
 use crate::{
     auth::key::{KEY_PREFIX, TokenKey},
@@ -73,6 +73,12 @@ impl TokenName {
         if has_control_characters(text) {
             return Err(Invalid::new("name", "must not contain control characters"));
         }
+        if text.chars().any(is_deceptive_format) {
+            return Err(Invalid::new(
+                "name",
+                "must not contain invisible direction or spacing marks",
+            ));
+        }
         Ok(TokenName(text.to_owned()))
     }
 
@@ -89,6 +95,9 @@ pub struct NewToken {
     pub kind: TokenKind,
     /// `None`: never expires.
     pub lifetime: Option<chrono::TimeDelta>,
+    /// A web sign-in may go one over the limit when device tokens alone fill it, so that the
+    /// owner can still sign in and delete one.
+    pub may_exceed_device_limit: bool,
 }
 
 impl NewToken {
@@ -100,6 +109,7 @@ impl NewToken {
             generated_name_label: "session",
             kind: TokenKind::Session,
             lifetime: Some(ttl),
+            may_exceed_device_limit: false,
         }
     }
 
@@ -107,6 +117,7 @@ impl NewToken {
     pub fn browser_session(policy: &Policy) -> NewToken {
         NewToken {
             generated_name_label: "browser",
+            may_exceed_device_limit: true,
             ..NewToken::session(policy, None)
         }
     }
@@ -117,6 +128,7 @@ impl NewToken {
             generated_name_label: "device",
             kind: TokenKind::Device,
             lifetime,
+            may_exceed_device_limit: false,
         }
     }
 }
@@ -160,8 +172,8 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let key = TokenKey::generate();
-    let name = match new.name {
-        Some(name) => name.0,
+    let name = match &new.name {
+        Some(name) => name.0.clone(),
         None => format!(
             "{} {}",
             new.generated_name_label,
@@ -206,7 +218,7 @@ where
     if live >= max {
         // Usually one; more when the limit was lowered since these tokens were issued.
         let excess = live + 1 - max;
-        evict_oldest_sessions(&txn, policy, actor, user, &new.kind, at, excess).await?;
+        evict_oldest_sessions(&txn, policy, actor, user, &new, at, excess).await?;
     }
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -261,14 +273,14 @@ async fn evict_oldest_sessions(
     policy: &Policy,
     actor: &Actor,
     user: &users::Model,
-    kind: &TokenKind,
+    new: &NewToken,
     at: DateTime<Utc>,
     count: u64,
 ) -> Result<(), TokenError> {
     let limit = TokenError::LimitReached {
         max: policy.max_tokens_per_user,
     };
-    if *kind != TokenKind::Session {
+    if new.kind != TokenKind::Session {
         return Err(limit);
     }
     let oldest: Vec<Uuid> = tokens::Entity::find()
@@ -283,8 +295,9 @@ async fn evict_oldest_sessions(
         .into_tuple()
         .all(txn)
         .await?;
-    // Only device tokens left to make room: those are never evicted, so the login is refused.
-    if (oldest.len() as u64) < count {
+    // Only device tokens left to make room: those are never evicted, so the login is refused
+    // (a web sign-in excepted, which evicts what sessions there are and goes over).
+    if (oldest.len() as u64) < count && !new.may_exceed_device_limit {
         return Err(limit);
     }
     let evicted = tokens::Entity::delete_many()
@@ -585,19 +598,18 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
-    let (token, owner) = tokens::Entity::find_by_id(id)
-        .find_also_related(users::Entity)
+    // The write comes first: on SQLite a read before it could not upgrade to a write lock.
+    let removed = tokens::Entity::delete_many()
+        .filter(tokens::Column::Id.eq(id))
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(token) = removed.first() else {
+        return Err(TokenError::NotFound);
+    };
+    let owner = users::Entity::find_by_id(token.user_id)
         .one(&txn)
         .await?
         .ok_or(TokenError::NotFound)?;
-    let owner = owner.ok_or(TokenError::NotFound)?;
-    let removed = tokens::Entity::delete_many()
-        .filter(tokens::Column::Id.eq(token.id))
-        .exec_with_returning(&txn)
-        .await?;
-    if removed.is_empty() {
-        return Err(TokenError::NotFound);
-    }
     let detail = Some("revoked by admin");
     record_removed(&txn, actor, Action::TokenRevoked, removed, &owner, detail).await?;
     txn.commit().await?;
@@ -703,7 +715,15 @@ mod tests {
 
     #[test]
     fn names_refuse_empty_long_and_control_characters() {
-        for bad in ["", "   ", &"x".repeat(65), "a\u{0}b", "line\nbreak"] {
+        for bad in [
+            "",
+            "   ",
+            &"x".repeat(65),
+            "a\u{0}b",
+            "line\nbreak",
+            "a\u{202E}b",
+            "\u{200B}",
+        ] {
             assert!(TokenName::parse(bad).is_err(), "{bad:?} must be refused");
         }
     }

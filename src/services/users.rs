@@ -17,7 +17,7 @@ use crate::{
         password::{self, PasswordError},
         random::random_alphanumeric,
     },
-    entities::users,
+    entities::{tokens as token_rows, users},
 };
 
 pub const USERNAME_MAX_CHARS: usize = 150;
@@ -236,7 +236,11 @@ pub async fn authenticate(
         None => "unknown user",
     };
     log::debug!("login refused: {refusal}");
-    let target = Target::attempted_username(username.trim(), user.as_ref());
+    // A known user is named as stored; an unknown name is kept as typed (cut to fit).
+    let target = match &user {
+        Some(user) => Target::user(user),
+        None => Target::attempted_username(username.trim(), None),
+    };
     audit::record(
         db,
         caller,
@@ -260,6 +264,10 @@ pub async fn change_password(
     // The stored hash, read now: the caller's copy of the user may be older (or carry no hash).
     let stored = find_by_id(db, user.id).await?.password_hash;
     if !password::verify_password(current, Some(stored)).await? {
+        // Someone holding the session but not the password may be guessing it: leave a trace.
+        let event = Event::new(Action::LoginFailed, Target::user(user))
+            .with_detail("wrong current password (password change)");
+        audit::record(db, actor, event).await?;
         return Err(UserError::WrongCurrentPassword);
     }
     let password_hash = password::hash_password(new).await?;
@@ -307,35 +315,34 @@ pub async fn set_active(
         return Err(UserError::OwnAccount);
     }
     let txn = db.begin().await?;
-    // By id and counted, so a user deleted meanwhile is NotFound rather than an error.
-    let exists = users::Entity::find_by_id(user.id).one(&txn).await?;
-    let Some(current) = exists else {
-        return Err(UserError::NotFound);
-    };
-    if current.is_active == active {
-        return Ok(current);
-    }
-    users::Entity::update_many()
+    // The write comes first (on SQLite a read before it could not upgrade to a write lock), and
+    // only a real change counts, so two admins deactivating at once record it once.
+    let changed = users::Entity::update_many()
         .col_expr(users::Column::IsActive, Expr::value(active))
         .filter(users::Column::Id.eq(user.id))
+        .filter(users::Column::IsActive.ne(active))
         .exec(&txn)
-        .await?;
-    let user = users::Model {
-        is_active: active,
-        ..current
-    };
-    let action = if active {
-        Action::UserActivated
-    } else {
-        Action::UserDeactivated
-    };
-    audit::record(&txn, actor, Event::new(action, Target::user(&user))).await?;
+        .await?
+        .rows_affected
+        > 0;
+    let current = users::Entity::find_by_id(user.id)
+        .one(&txn)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    if changed {
+        let action = if active {
+            Action::UserActivated
+        } else {
+            Action::UserDeactivated
+        };
+        audit::record(&txn, actor, Event::new(action, Target::user(&current))).await?;
+        log::info!("user {} {}", current.username, action.code());
+    }
     txn.commit().await?;
-    log::info!("user {} {}", user.username, action.code());
-    Ok(user)
+    Ok(current)
 }
 
-/// Deletes a user; the database cascades to all of its tokens.
+/// Deletes a user and all of its tokens (each recorded as revoked).
 pub async fn delete(
     db: &DatabaseConnection,
     actor: &Actor,
@@ -345,16 +352,24 @@ pub async fn delete(
         return Err(UserError::OwnAccount);
     }
     let txn = db.begin().await?;
+    // Tokens first, so each gets its record (the foreign key would cascade silently).
+    let removed = token_rows::Entity::delete_many()
+        .filter(token_rows::Column::UserId.eq(user.id))
+        .exec_with_returning(&txn)
+        .await?;
     let done = users::Entity::delete_by_id(user.id).exec(&txn).await?;
     if done.rows_affected == 0 {
         return Err(UserError::NotFound);
     }
-    audit::record(
-        &txn,
-        actor,
-        Event::new(Action::UserDeleted, Target::user(&user)),
-    )
-    .await?;
+    let mut events: Vec<Event> = removed
+        .iter()
+        .map(|token| {
+            Event::new(Action::TokenRevoked, Target::token(token, &user.username))
+                .with_detail("user deleted")
+        })
+        .collect();
+    events.push(Event::new(Action::UserDeleted, Target::user(&user)));
+    audit::record_all(&txn, actor, events).await?;
     txn.commit().await?;
     log::info!("user deleted: {}", user.username);
     Ok(())

@@ -39,6 +39,7 @@ on_both_backends!(
     api_token_actions_are_recorded_with_actor_target_and_address,
     api_user_actions_and_failed_logins_are_recorded,
     the_audit_log_is_for_admins_only,
+    logout_everywhere_and_failed_device_token_logins_are_recorded,
     long_expired_tokens_are_swept_and_recorded_as_expired,
 );
 
@@ -199,4 +200,30 @@ async fn long_expired_tokens_are_swept_and_recorded_as_expired(backend: Backend)
     assert_eq!(body["error"], "Token has expired");
     let (status, _) = status_and_json(app.get("/api/me/", Some(&old.key)).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the swept token is gone");
+}
+
+async fn logout_everywhere_and_failed_device_token_logins_are_recorded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let uma = app.create_user("uma", false).await;
+    app.login("uma", PASSWORD).await;
+    let all = app.post("/api/logout-all/", Some(&uma), json!({})).await;
+    assert_eq!(all.status(), StatusCode::OK);
+    let refused = app
+        .post(
+            "/api/non-expiring-token/",
+            None,
+            json!({ "username": "uma", "password": "wrong!", "token_name": "x" }),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let log = audit_log(&app).await;
+    let signed_out = log
+        .iter()
+        .filter(|e| e["detail"] == "signed out everywhere" && e["target_owner"] == "uma")
+        .count();
+    assert_eq!(signed_out, 2, "both of uma's sessions: {log:?}");
+    assert_eq!(
+        expect(&log, "login.failed", "uma")["detail"],
+        "wrong password"
+    );
 }

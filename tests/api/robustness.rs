@@ -102,7 +102,7 @@ async fn malformed_bodies_are_400_and_unknown_media_types_415(backend: Backend) 
     let hostile_username = json!({ "username": "admin\u{0}' OR 1=1 --", "password": "x" });
     let (status, _) = status_and_json(app.post("/api/token/", None, hostile_username).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    // Format characters are not control characters: allowed, and stored exactly as sent.
+    // Invisible direction and spacing marks could make a name look like another: refused.
     let rtl_and_zero_width = "\u{202e}evil\u{200b}";
     let request = json!({ "name": rtl_and_zero_width });
     let (status, body) = status_and_json(
@@ -110,8 +110,20 @@ async fn malformed_bodies_are_400_and_unknown_media_types_415(backend: Backend) 
             .await,
     )
     .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Emoji sequences joined by zero-width joiners are ordinary text: stored exactly as sent.
+    let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467} sensor";
+    let (status, body) = status_and_json(
+        app.post(
+            "/api/tokens/",
+            Some(&app.admin_key),
+            json!({ "name": family }),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    assert_eq!(body["name"], rtl_and_zero_width);
+    assert_eq!(body["name"], family);
     let hostile_paths = [
         "/api/admin/tokens/?user=%00",
         "/api/admin/users/%00/deactivate/",
@@ -134,7 +146,7 @@ async fn malformed_bodies_are_400_and_unknown_media_types_415(backend: Backend) 
 
 async fn unknown_routes_are_json_404s_and_wrong_methods_405s(backend: Backend) {
     let app = spawn_app(backend).await;
-    // (Paths outside the API answer an HTML page instead: see `web::unknown_pages_are_html_404s`.)
+    // (Paths outside the API answer an HTML page instead: see `web::browser_routes_answer_html_error_pages`.)
     for path in [
         "/api/nothing/",
         "/api",

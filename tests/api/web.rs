@@ -56,7 +56,7 @@ fn field_value(html: &str, name: &str) -> Option<String> {
 
 /// The key shown once on the tokens page.
 fn revealed_key(html: &str) -> Option<String> {
-    let marker = "<code id=\"new-key\">";
+    let marker = "<code id=\"new-key\" tabindex=\"0\" aria-label=\"The new key\">";
     let start = html.find(marker)? + marker.len();
     let end = html[start..].find('<')? + start;
     Some(html[start..end].to_owned())
@@ -158,10 +158,9 @@ impl Browser {
         let created = self
             .post("/tokens", &[("name", name), ("expires", expires)])
             .await;
-        created.assert_redirect("/tokens", "creating a token");
-        let page = self.get("/tokens").await;
-        let key = revealed_key(&page.body).expect("the new key is shown after creation");
-        (token_ids(&page.body)[0].clone(), key)
+        created.assert_html(StatusCode::OK, "creating a token answers with its key");
+        let key = revealed_key(&created.body).expect("the new key is shown after creation");
+        (token_ids(&created.body)[0].clone(), key)
     }
 }
 
@@ -184,6 +183,12 @@ on_both_backends!(
     a_revoked_or_idle_browser_session_is_signed_out,
     a_server_error_is_an_html_page_without_internals_and_changes_nothing,
     a_sign_in_survives_a_restart_with_the_same_secret_key,
+    every_state_changing_route_needs_the_csrf_token,
+    ui_actions_are_audited_and_hostile_login_names_are_escaped,
+    audit_pages_past_the_end_or_absurdly_far_answer_the_last_page,
+    a_browser_can_sign_in_when_device_tokens_fill_the_limit,
+    deleting_this_browsers_own_session_signs_it_out_with_a_message,
+    pages_forbid_framing_and_inline_script,
 );
 
 async fn signed_out_visitors_are_sent_to_the_sign_in_page(backend: Backend) {
@@ -234,8 +239,8 @@ async fn signing_in_starts_a_browser_session_that_shows_as_a_token(backend: Back
     let cookie = login
         .set_cookie
         .iter()
-        .find(|c| c.starts_with("multitoken_session="))
-        .expect("the sign-in page starts a session (for its CSRF token)");
+        .find(|c| c.starts_with("__Host-multitoken_session="))
+        .expect("the sign-in page starts a session (for its CSRF token), host-bound when Secure");
     for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Max-Age=3600"] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
@@ -379,8 +384,14 @@ async fn a_new_token_key_is_shown_exactly_once_and_works(backend: Backend) {
             &[("name", "kitchen thermostat"), ("expires", "30")],
         )
         .await;
-    created.assert_redirect("/tokens", "create");
-    let page = browser.get("/tokens").await;
+    created.assert_html(StatusCode::OK, "the answer to the form shows the key");
+    let page = created;
+    assert!(
+        page.set_cookie
+            .iter()
+            .all(|cookie| cookie.len() < 600 || !cookie.starts_with("multitoken_session=")),
+        "the key does not travel in the session cookie"
+    );
     let key = revealed_key(&page.body).expect("the key is on the page after creation");
     assert!(key.starts_with("mt_"), "{key}");
     assert!(
@@ -403,7 +414,7 @@ async fn a_new_token_key_is_shown_exactly_once_and_works(backend: Backend) {
     let reload = browser.get("/tokens").await;
     assert!(
         revealed_key(&reload.body).is_none(),
-        "a reload does not show the key"
+        "a later visit does not show the key"
     );
     assert!(
         !reload.body.contains(&key),
@@ -522,9 +533,8 @@ async fn expiry_choices_set_the_expiry_and_bad_ones_are_refused(backend: Backend
             ],
         )
         .await;
-    created.assert_redirect("/tokens", "create with a date");
-    let page = browser.get("/tokens").await;
-    let key = revealed_key(&page.body).unwrap();
+    created.assert_html(StatusCode::OK, "create with a date");
+    let key = revealed_key(&created.body).unwrap();
     let me: serde_json::Value = app.get("/api/me/", Some(&key)).await.json().await.unwrap();
     assert_eq!(
         me["token"]["expires_at"].as_str().unwrap()[..10],
@@ -736,8 +746,11 @@ async fn admins_create_deactivate_and_activate_users_and_revoke_all_their_tokens
             &[("username", "leo"), ("password", PASSWORD)],
         )
         .await;
-    created.assert_redirect("/admin/users", "create user");
-    let page = admin.get("/admin/users").await;
+    created.assert_html(
+        StatusCode::OK,
+        "create user: the signup key is in the answer",
+    );
+    let page = created;
     assert!(page.body.contains("User leo created."));
     let signup_key = revealed_key(&page.body).expect("the signup token's key, shown once");
     assert_eq!(app.me_status(&signup_key).await, StatusCode::OK);
@@ -1139,4 +1152,228 @@ async fn a_sign_in_survives_a_restart_with_the_same_secret_key(backend: Backend)
         "/login?next=%2Ftokens",
         "a cookie under another key is worthless",
     );
+}
+
+/// The last `/admin/users/<uuid>` id on the row of `username`.
+async fn user_id(admin: &mut Browser, username: &str) -> String {
+    let page = admin.get("/admin/users").await;
+    let row = &page.body[page
+        .body
+        .find(&format!("data-username=\"{username}\""))
+        .unwrap_or_else(|| panic!("{username} listed"))..];
+    row[row.find("/admin/users/").unwrap() + 13..][..36].to_owned()
+}
+
+async fn every_state_changing_route_needs_the_csrf_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("rita", false).await;
+    let mut admin = Browser::signed_in(&app, "admin", ADMIN_PASSWORD).await;
+    let (own_token, own_key) = admin.create_token("kept", "never").await;
+    let rita = user_id(&mut admin, "rita").await;
+    let routes = [
+        "/login".to_owned(),
+        "/logout".to_owned(),
+        "/tokens".to_owned(),
+        format!("/tokens/{own_token}/delete"),
+        "/account/password".to_owned(),
+        "/admin/users".to_owned(),
+        format!("/admin/users/{rita}/deactivate"),
+        format!("/admin/users/{rita}/activate"),
+        format!("/admin/users/{rita}/revoke-all"),
+        format!("/admin/tokens/{own_token}/revoke"),
+    ];
+    for path in &routes {
+        for csrf in [None, Some("0".repeat(43))] {
+            let mut form = vec![("name", "x"), ("username", "x"), ("password", "x")];
+            if let Some(csrf) = &csrf {
+                form.push(("csrf", csrf));
+            }
+            let refused = admin.post_raw(path, &form).await;
+            refused.assert_html(StatusCode::FORBIDDEN, &format!("{path} with csrf {csrf:?}"));
+        }
+    }
+    assert_eq!(
+        app.me_status(&own_key).await,
+        StatusCode::OK,
+        "nothing was deleted"
+    );
+    admin
+        .get("/tokens")
+        .await
+        .assert_html(StatusCode::OK, "still signed in");
+    let page = admin.get("/admin/users").await;
+    assert!(!page.body.contains("deactivated"), "nobody was deactivated");
+    let rita_key = app.login("rita", PASSWORD).await;
+    assert_eq!(app.me_status(&rita_key).await, StatusCode::OK);
+}
+
+async fn ui_actions_are_audited_and_hostile_login_names_are_escaped(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("sam", false).await;
+    let hostile = "<img src=x onerror=alert(1)>";
+    let mut stranger = Browser::new(&app);
+    stranger
+        .sign_in(hostile, "whatever")
+        .await
+        .assert_redirect("/login", "refused");
+    let mut sam = Browser::signed_in(&app, "sam", PASSWORD).await;
+    sam.get("/account/password").await;
+    let changed = sam
+        .post(
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "sam's new password"),
+                ("confirm_password", "sam's new password"),
+            ],
+        )
+        .await;
+    changed.assert_redirect("/tokens", "password changed");
+    let mut admin = Browser::signed_in(&app, "admin", ADMIN_PASSWORD).await;
+    let id = user_id(&mut admin, "sam").await;
+    for action in ["deactivate", "activate", "revoke-all"] {
+        admin
+            .post(&format!("/admin/users/{id}/{action}"), &[])
+            .await
+            .assert_redirect("/admin/users", action);
+    }
+    let log = audit_log(&app).await;
+    for (action, target) in [
+        ("password.changed", "sam"),
+        ("user.deactivated", "sam"),
+        ("user.activated", "sam"),
+        ("login.failed", hostile),
+    ] {
+        let event = log
+            .iter()
+            .find(|e| e["action"] == action && e["target_name"] == target)
+            .unwrap_or_else(|| panic!("{action} of {target} from the UI: {log:?}"));
+        let actor = if action == "login.failed" {
+            "anonymous"
+        } else if action == "password.changed" {
+            "sam"
+        } else {
+            "admin"
+        };
+        assert_eq!(event["actor"], actor, "{action}");
+        assert_eq!(event["client_address"], "127.0.0.1", "{action}");
+    }
+    assert!(
+        log.iter()
+            .any(|e| e["detail"] == "all tokens revoked" && e["target_owner"] == "sam"),
+        "revoke-all from the UI: {log:?}"
+    );
+    let page = admin.get("/admin/audit").await;
+    assert!(
+        !page.body.contains(hostile),
+        "a login name is shown as text, never as markup"
+    );
+    assert!(page.body.contains("&#60;img") || page.body.contains("&lt;img"));
+}
+
+async fn audit_pages_past_the_end_or_absurdly_far_answer_the_last_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut admin = Browser::signed_in(&app, "admin", ADMIN_PASSWORD).await;
+    admin.create_token("one event", "never").await;
+    for page in ["999", "184467440737095518", "18446744073709551615", "0"] {
+        let answer = admin.get(&format!("/admin/audit?page={page}")).await;
+        answer.assert_html(StatusCode::OK, page);
+        assert!(
+            answer.body.contains("Page 1 of 1") || !answer.body.contains("Page "),
+            "{page}"
+        );
+        assert!(
+            answer.body.contains("token “one event”"),
+            "{page}: the events are shown"
+        );
+    }
+    admin
+        .get("/admin/audit?page=18446744073709551616")
+        .await
+        .assert_html(StatusCode::BAD_REQUEST, "a number too large for any page");
+}
+
+async fn a_browser_can_sign_in_when_device_tokens_fill_the_limit(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| settings.max_tokens_per_user = 2).await;
+    let tess = app.create_user("tess", false).await;
+    app.create_token(&tess, "one").await;
+    let logout = app
+        .post("/api/logout/", Some(&tess), serde_json::json!({}))
+        .await;
+    assert_eq!(logout.status(), StatusCode::OK);
+    let two = app
+        .post(
+            "/api/non-expiring-token/",
+            None,
+            serde_json::json!({ "username": "tess", "password": PASSWORD, "token_name": "two" }),
+        )
+        .await;
+    assert_eq!(two.status(), StatusCode::CREATED);
+    // Only sessions were evictable; now device tokens fill the limit.
+    let api_login = app.try_login("tess", PASSWORD).await;
+    assert!(
+        api_login.is_err(),
+        "an API login over the limit is refused: {api_login:?}"
+    );
+    let mut browser = Browser::signed_in(&app, "tess", PASSWORD).await;
+    let page = browser.get("/tokens").await;
+    assert!(page.body.contains("this browser"), "signed in to make room");
+    let id = token_ids(&page.body)
+        .into_iter()
+        .find(|id| {
+            page.body.contains(&format!(
+                "/tokens/{id}/delete\" aria-label=\"Delete token one\""
+            ))
+        })
+        .expect("token 'one' listed");
+    browser
+        .post(&format!("/tokens/{id}/delete"), &[])
+        .await
+        .assert_redirect("/tokens", "delete one device token");
+    assert!(app.try_login("tess", PASSWORD).await.is_ok(), "room again");
+}
+
+async fn deleting_this_browsers_own_session_signs_it_out_with_a_message(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut browser = Browser::signed_in(&app, "admin", ADMIN_PASSWORD).await;
+    let page = browser.get("/tokens").await;
+    let row = &page.body[..page.body.find("this browser").unwrap()];
+    let own = &row[row.rfind("data-token-id=\"").unwrap() + 15..][..36];
+    browser
+        .post(&format!("/tokens/{own}/delete"), &[])
+        .await
+        .assert_redirect("/login", "deleting this browser's session signs out");
+    let login = browser.get("/login").await;
+    assert!(
+        login
+            .body
+            .contains("Token deleted: this browser is signed out."),
+        "{}",
+        login.body
+    );
+    browser
+        .get("/tokens")
+        .await
+        .assert_redirect("/login?next=%2Ftokens", "signed out");
+}
+
+async fn pages_forbid_framing_and_inline_script(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = reqwest::get(app.url("/login")).await.unwrap();
+    let headers = response.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "frame-ancestors 'none'",
+        "script-src 'self'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(directive), "{directive} in {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    let html = response.text().await.unwrap();
+    assert!(!html.contains("<script>"), "no inline script on pages");
+    assert!(!html.contains(" style=\""), "no inline style either");
 }

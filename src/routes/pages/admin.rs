@@ -7,13 +7,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    Layout, back_with, done,
-    extract::{CsrfForm, SignedInAdmin},
+    Layout, RevealedKey, back_with, done,
+    extract::{CsrfForm, SignedIn, SignedInAdmin},
     format, render,
-    tokens::{ConfirmForm, ConfirmPage, TokenRow, kind_label},
+    tokens::{ConfirmForm, ConfirmPage, TokenRow, kind_label, signed_out_by_own_hand},
 };
 use crate::{
-    auth::session::RevealedKey,
+    auth::session::FlashLevel,
     entities::{audit_events, tokens::TokenKind},
     error::WebError,
     services::{
@@ -52,7 +52,14 @@ pub async fn users_page(
     state: web::Data<AppState>,
     admin: SignedInAdmin,
 ) -> Result<HttpResponse, WebError> {
-    let admin = admin.0;
+    show_users(&state, &admin.0, None).await
+}
+
+async fn show_users(
+    state: &AppState,
+    admin: &SignedIn,
+    revealed: Option<RevealedKey>,
+) -> Result<HttpResponse, WebError> {
     let at = now();
     let counts = tokens::count_by_owner(&state.db).await?;
     let users = users::list(&state.db)
@@ -70,8 +77,8 @@ pub async fn users_page(
         })
         .collect();
     render(&UsersPage {
-        revealed: admin.session.take_revealed(),
-        layout: Layout::signed_in(&admin, "users"),
+        revealed,
+        layout: Layout::signed_in(admin, "users"),
         users,
         min_chars: users::PASSWORD_MIN_CHARS,
     })
@@ -107,18 +114,20 @@ pub async fn create_user(
         Ok(created) => created,
         Err(refusal) => return back_with(&admin.session, BACK, refusal),
     };
-    if let Some(issued) = created.signup_token {
-        admin.session.reveal_once(RevealedKey {
-            token_name: issued.token.name,
-            owner: Some(created.user.username.clone()),
-            key: issued.key.reveal().to_owned(),
-        });
+    let message = format!("User {} created.", created.user.username);
+    match created.signup_token {
+        // The signup token's key is shown in this answer, once (see `tokens::create_token`).
+        Some(issued) => {
+            admin.session.flash(FlashLevel::Success, message);
+            let revealed = RevealedKey {
+                token_name: issued.token.name,
+                owner: Some(created.user.username),
+                key: issued.key.reveal().to_owned(),
+            };
+            show_users(&state, &admin, Some(revealed)).await
+        }
+        None => Ok(done(&admin.session, BACK, message)),
     }
-    Ok(done(
-        &admin.session,
-        BACK,
-        format!("User {} created.", created.user.username),
-    ))
 }
 
 async fn set_active(
@@ -212,6 +221,10 @@ pub async fn revoke_all(
         Err(refusal) => return back_with(&admin.session, BACK, refusal),
     };
     match tokens::revoke_all_for(&state.db, &admin.actor(), &user).await {
+        Ok(_) if user.id == admin.auth.user.id => Ok(signed_out_by_own_hand(
+            &admin,
+            "All your tokens are revoked: this browser is signed out.",
+        )),
         Ok(count) => Ok(done(
             &admin.session,
             BACK,
@@ -370,7 +383,12 @@ pub async fn revoke_token(
 ) -> Result<HttpResponse, WebError> {
     let admin = admin.0;
     const BACK: &str = "/admin/tokens";
-    match tokens::revoke(&state.db, &admin.actor(), id.into_inner()).await {
+    let id = id.into_inner();
+    match tokens::revoke(&state.db, &admin.actor(), id).await {
+        Ok(()) if id == admin.auth.token.id => Ok(signed_out_by_own_hand(
+            &admin,
+            "Token revoked: this browser is signed out.",
+        )),
         Ok(()) => Ok(done(&admin.session, BACK, "Token revoked.")),
         Err(refusal) => back_with(&admin.session, BACK, refusal),
     }
@@ -446,10 +464,10 @@ pub async fn audit_page(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, WebError> {
     let admin = admin.0;
-    let requested = query.page.unwrap_or(1).max(1);
-    let offset = (requested - 1).saturating_mul(PAGE_SIZE);
-    let (events, total) = audit::page(&state.db, PAGE_SIZE, offset).await?;
-    let pager = Pager::new(Some(requested), total, String::new());
+    let total = audit::count(&state.db).await?;
+    // Clamped before use: a page past the end shows the last one, a huge number no error.
+    let pager = Pager::new(query.page, total, String::new());
+    let (events, _) = audit::page(&state.db, PAGE_SIZE, pager.offset()).await?;
     let at = now();
     render(&AuditPage {
         layout: Layout::signed_in(&admin, "audit"),

@@ -18,6 +18,7 @@ use actix_web::{
     HttpResponse,
     cookie::{Key, SameSite},
     http::{StatusCode, header},
+    middleware::DefaultHeaders,
     web,
 };
 use askama::Template;
@@ -30,6 +31,17 @@ use crate::{
 use extract::SignedIn;
 
 pub const SESSION_COOKIE: &str = "multitoken_session";
+/// With `Secure`, the `__Host-` prefix also binds the cookie to this host: a sibling subdomain
+/// cannot plant a session of its own.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-multitoken_session";
+
+/// A key issued a moment ago, shown in the answer to the form that created it and nowhere else.
+pub struct RevealedKey {
+    pub token_name: String,
+    /// Whose key it is, when an admin created it for someone else.
+    pub owner: Option<String>,
+    pub key: String,
+}
 
 /// What every page's frame shows: who is signed in, the CSRF token for its forms, and messages.
 pub struct Layout {
@@ -149,7 +161,11 @@ pub fn session_middleware(state: &AppState) -> SessionMiddleware<CookieSessionSt
         CookieSessionStore::default(),
         Key::from(state.secret_key.as_bytes()),
     )
-    .cookie_name(SESSION_COOKIE.to_owned())
+    .cookie_name(if state.cookie_secure {
+        SECURE_SESSION_COOKIE.to_owned()
+    } else {
+        SESSION_COOKIE.to_owned()
+    })
     .cookie_http_only(true)
     .cookie_same_site(SameSite::Lax)
     .cookie_secure(state.cookie_secure)
@@ -162,6 +178,19 @@ pub fn session_middleware(state: &AppState) -> SessionMiddleware<CookieSessionSt
     .build()
 }
 
+/// Pages may not be framed (clickjacking), run no inline script, and send forms only here.
+fn page_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "same-origin"))
+}
+
 /// The pages, inside one scope that carries the session middleware (the JSON API never sees a cookie).
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.service(assets::stylesheet)
@@ -169,6 +198,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .service(
             web::scope("")
                 .wrap(session_middleware(state))
+                .wrap(page_headers())
                 .service(sign_in::home)
                 .service(sign_in::login_page)
                 .service(sign_in::login)

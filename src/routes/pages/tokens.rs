@@ -8,12 +8,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    Layout, back_with, done,
+    Layout, RevealedKey, back_with, done,
     extract::{CsrfForm, SignedIn},
-    format, render,
+    format, render, see_other,
 };
 use crate::{
-    auth::session::RevealedKey,
+    auth::session::FlashLevel,
     entities::tokens::{Model as Token, TokenKind},
     error::WebError,
     services::{
@@ -79,7 +79,7 @@ struct TokensPage {
     tokens: Vec<TokenRow>,
     revealed: Option<RevealedKey>,
     expiry_choices: [u32; 4],
-    tomorrow: String,
+    today: String,
     max_tokens: u32,
 }
 
@@ -87,6 +87,15 @@ struct TokensPage {
 pub async fn tokens_page(
     state: web::Data<AppState>,
     user: SignedIn,
+) -> Result<HttpResponse, WebError> {
+    show_tokens(&state, &user, None).await
+}
+
+/// The tokens page, with a just-issued key when there is one.
+async fn show_tokens(
+    state: &AppState,
+    user: &SignedIn,
+    revealed: Option<RevealedKey>,
 ) -> Result<HttpResponse, WebError> {
     let at = now();
     let current = Some(user.auth.token.id);
@@ -96,11 +105,11 @@ pub async fn tokens_page(
         .map(|token| TokenRow::new(token, at, current))
         .collect();
     render(&TokensPage {
-        revealed: user.session.take_revealed(),
-        layout: Layout::signed_in(&user, "tokens"),
+        revealed,
+        layout: Layout::signed_in(user, "tokens"),
         tokens,
         expiry_choices: EXPIRY_CHOICES,
-        tomorrow: (at.date_naive() + TimeDelta::days(1)).to_string(),
+        today: at.date_naive().to_string(),
         max_tokens: state.policy.max_tokens_per_user,
     })
 }
@@ -157,7 +166,8 @@ fn until_end_of(date: &str, at: DateTime<Utc>) -> Result<TimeDelta, Invalid> {
     Ok(end - at)
 }
 
-/// Creates a named device token and shows its key once, on the page the redirect leads to.
+/// Creates a named device token and shows its key once, in this answer (200, `no-store`): the key
+/// is never stored anywhere, not even in the session cookie, and a later visit cannot show it.
 #[post("/tokens")]
 pub async fn create_token(
     state: web::Data<AppState>,
@@ -182,16 +192,16 @@ pub async fn create_token(
         Ok(issued) => issued,
         Err(refusal) => return back_with(&user.session, "/tokens", refusal),
     };
-    user.session.reveal_once(RevealedKey {
+    user.session.flash(
+        FlashLevel::Success,
+        format!("Token \u{201c}{}\u{201d} created.", issued.token.name),
+    );
+    let revealed = RevealedKey {
         token_name: issued.token.name.clone(),
         owner: None,
         key: issued.key.reveal().to_owned(),
-    });
-    Ok(done(
-        &user.session,
-        "/tokens",
-        format!("Token \u{201c}{}\u{201d} created.", issued.token.name),
-    ))
+    };
+    show_tokens(&state, &user, Some(revealed)).await
 }
 
 #[derive(Template)]
@@ -261,11 +271,25 @@ pub async fn delete_token(
         Ok(token) => token,
         Err(refusal) => return back_with(&user.session, "/tokens", refusal),
     };
+    if token.id == user.auth.token.id {
+        return Ok(signed_out_by_own_hand(
+            &user,
+            "Token deleted: this browser is signed out.",
+        ));
+    }
     Ok(done(
         &user.session,
         "/tokens",
         format!("Token \u{201c}{}\u{201d} deleted.", token.name),
     ))
+}
+
+/// This browser's own session token was just removed: end the session here, with a message that
+/// says so, rather than let the next page find the session gone.
+pub fn signed_out_by_own_hand(user: &SignedIn, message: &str) -> HttpResponse {
+    user.session.end();
+    user.session.flash(FlashLevel::Success, message);
+    see_other("/login")
 }
 
 #[cfg(test)]
