@@ -230,6 +230,36 @@ async fn signed_out_visitors_are_sent_to_the_sign_in_page(backend: Backend) {
         .get("/")
         .await
         .assert_redirect("/tokens", "/ when signed in");
+
+    // Signing in again over a sign-in replaces its session token instead of leaving it behind.
+    let count_browser_sessions = || async {
+        let listed: serde_json::Value = app
+            .get("/api/tokens/", Some(&app.admin_key))
+            .await
+            .json()
+            .await
+            .unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["name"].as_str().unwrap().starts_with("browser "))
+            .count()
+    };
+    assert_eq!(count_browser_sessions().await, 1);
+    browser.get("/tokens").await;
+    browser
+        .post(
+            "/login",
+            &[("username", "admin"), ("password", ADMIN_PASSWORD)],
+        )
+        .await
+        .assert_redirect("/tokens", "signed in again");
+    assert_eq!(
+        count_browser_sessions().await,
+        1,
+        "the old browser session was ended"
+    );
 }
 
 async fn signing_in_starts_a_browser_session_that_shows_as_a_token(backend: Backend) {

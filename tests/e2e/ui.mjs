@@ -533,6 +533,31 @@ async function run() {
     await expectFlash(user.page, 'error', /./);
   });
 
+  await check('admin activates the user again and revokes all their tokens after a confirmation', async () => {
+    const row = admin.page.locator(`#users tr[data-username="${userName}"]`);
+    await submitAndWait(admin.page, row.getByRole('button', { name: `Activate ${userName}` }), '/admin/users');
+    await expectFlash(admin.page, 'success', new RegExp(`User ${userName} activated`));
+    assert.equal(await cell(row, 'Status'), 'active');
+    await signIn(user.page, userName, newPassword);
+    const login = await apiLogin(userName, newPassword);
+    assert.equal(login.status, 200, JSON.stringify(login.body));
+    const apiKey = login.body.id_token;
+    assert.equal((await me(apiKey)).status, 200, 'the reactivated user works again');
+
+    await row.getByRole('link', { name: `Revoke all tokens of ${userName}` }).click();
+    await admin.page.waitForURL((url) => /\/admin\/users\/[^/]+\/revoke-all$/.test(url.pathname));
+    await admin.page.getByText(`Revoke every token of ${userName}?`).waitFor();
+    await screenshot(admin.page, '13-confirm-revoke-all');
+    await submitAndWait(admin.page, admin.page.getByRole('button', { name: 'Revoke all tokens' }), '/admin/users');
+    await expectFlash(admin.page, 'success', new RegExp(`Revoked \\d+ token\\(s\\) of ${userName}`));
+    assert.equal((await me(apiKey)).status, 401, 'their API session is revoked');
+    await user.page.goto(`${base}/tokens`);
+    assert.equal(pathOf(user.page), '/login', 'their browser session is revoked too');
+    await navLink(admin.page, 'Password').click();
+    await admin.page.waitForURL((url) => url.pathname === '/account/password');
+    await screenshot(admin.page, '14-admin-password');
+  });
+
   await check('the admin pages work on a phone screen too', async () => {
     await admin.page.setViewportSize({ width: 375, height: 700 });
     await admin.page.goto(`${base}/admin/audit`);

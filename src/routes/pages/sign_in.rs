@@ -105,18 +105,48 @@ pub async fn login(
         Ok(user) => user,
         Err(refusal) => return back_with(&session, &retry, refusal),
     };
-    let actor = Actor::user(&user, client.0);
+    let actor = Actor::user(&user, client.0.clone());
     let new = NewToken::browser_session(&state.policy);
     let issued = match tokens::issue(&state.db, &state.policy, &actor, &user, new).await {
         Ok(issued) => issued,
         Err(refusal) => return back_with(&session, &retry, refusal),
     };
+    end_previous_sign_in(&state, &session, &client).await?;
     session.sign_in(&issued.key, now().timestamp());
     Ok(done(
         &session,
         &next,
         format!("Signed in as {}.", user.username),
     ))
+}
+
+/// Signing in over an existing sign-in replaces it: the old session token goes, rather than
+/// linger unreachable until it expires.
+async fn end_previous_sign_in(
+    state: &AppState,
+    session: &WebSession,
+    client: &ClientAddress,
+) -> Result<(), WebError> {
+    let Some(previous) = session.token_key() else {
+        return Ok(());
+    };
+    let Ok(previous) = tokens::authenticate(&state.db, &previous).await else {
+        return Ok(()); // Already revoked or expired.
+    };
+    let actor = Actor::user(&previous.user, client.0.clone());
+    let removal = Removal::LoggedOut;
+    match tokens::delete_own(
+        &state.db,
+        &actor,
+        &previous.user,
+        previous.token.id,
+        removal,
+    )
+    .await
+    {
+        Ok(_) | Err(tokens::TokenError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Deserialize)]
