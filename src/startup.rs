@@ -1,6 +1,6 @@
 //! Building the application: database, migrations, first admin, HTTP server.
 
-use std::{net::TcpListener, time::Duration};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{
     App, HttpServer,
@@ -20,7 +20,9 @@ use crate::{
     routes,
     services::{
         Policy,
+        last_used::{self, LastUsed},
         users::{self, Bootstrap},
+        verification::{self, Verifier, VerifierConfig},
     },
 };
 
@@ -30,6 +32,8 @@ pub struct AppState {
     pub policy: Policy,
     /// For signed session cookies (the web UI).
     pub secret_key: SecretKey,
+    /// Token verification through the cache; notes uses for `last_used_at`.
+    pub verifier: Arc<Verifier>,
 }
 
 pub fn policy_from(settings: &Settings) -> Policy {
@@ -132,6 +136,55 @@ async fn migrate_holding_lock(database_url: &str) -> Result<(), DbErr> {
 pub struct Application {
     port: u16,
     server: Server,
+    background: Background,
+}
+
+/// The tasks that run beside the server: the revocation listener (PostgreSQL) and the
+/// `last_used_at` writer.
+struct Background {
+    verifier: Arc<Verifier>,
+    last_used: Arc<LastUsed>,
+    db: DatabaseConnection,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(settings: &Settings, db: &DatabaseConnection) -> Background {
+        let last_used = Arc::new(LastUsed::default());
+        let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+        let config = VerifierConfig {
+            capacity: settings.verify_cache,
+            ttl: settings.verify_cache_ttl,
+        };
+        let verifier = Arc::new(Verifier::new(&config, on_postgres, last_used.clone()));
+        let mut tasks = vec![tokio::spawn(last_used::flush_every(
+            settings.last_used_flush,
+            last_used.clone(),
+            db.clone(),
+        ))];
+        if on_postgres && settings.verify_cache > 0 {
+            tasks.push(tokio::spawn(verification::listen(
+                settings.database_url.clone(),
+                verifier.clone(),
+            )));
+        }
+        Background {
+            verifier,
+            last_used,
+            db: db.clone(),
+            tasks,
+        }
+    }
+
+    async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        match self.last_used.flush(&self.db).await {
+            Ok(written) => log::info!("stopped; last use written for {written} tokens"),
+            Err(e) => log::error!("stopped; could not write the last use of tokens: {e}"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,10 +218,12 @@ impl Application {
             ),
         }
         tokio::task::spawn_blocking(password::warm_up);
+        let background = Background::start(settings, &db);
         let state = web::Data::new(AppState {
             db,
             policy,
             secret_key: settings.secret_key_or_random(),
+            verifier: background.verifier.clone(),
         });
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             address: settings.bind.to_string(),
@@ -188,16 +243,23 @@ impl Application {
             }
         })?;
         log::info!("listening on http://{}:{port}", settings.bind.ip());
-        Ok(Application { port, server })
+        Ok(Application {
+            port,
+            server,
+            background,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until stopped (SIGINT or SIGTERM stop it gracefully).
+    /// Serves until stopped (SIGINT or SIGTERM stop it gracefully), then writes the last uses
+    /// of tokens still held in memory.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.background.stop().await;
+        served
     }
 
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
@@ -211,6 +273,8 @@ fn run(
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || {
+        // Runs on each worker's own thread: revocations made by this worker invalidate this cache.
+        verification::serve_on_this_thread(state.verifier.clone());
         let (app, api) = App::new()
             .into_utoipa_app()
             .openapi(routes::ApiDoc::openapi())

@@ -1,6 +1,8 @@
 //! The domain: rules, owner scoping and transactions. Knows nothing of HTTP.
+pub mod last_used;
 pub mod tokens;
 pub mod users;
+pub mod verification;
 
 use std::time::Duration;
 

@@ -9,7 +9,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Invalid, Policy, has_control_characters, is_unique_violation, now};
+use super::{
+    Invalid, Policy, has_control_characters, is_unique_violation, now,
+    verification::{self, Revocation},
+};
 use crate::{
     auth::key::{KEY_PREFIX, TokenKey},
     entities::{
@@ -19,8 +22,6 @@ use crate::{
 };
 
 pub const TOKEN_NAME_MAX_CHARS: usize = 64;
-/// `last_used_at` is written at most this often per token; it is for people, not accounting.
-const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How long an expired token stays, answering "Token has expired", before issuance clears it away.
 const EXPIRED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
@@ -112,7 +113,8 @@ pub struct IssuedToken {
     pub key: TokenKey,
 }
 
-/// The owner and token behind a presented key that passed every check.
+/// The owner and token behind a presented key that passed every check. `user.password_hash` is
+/// left empty: it is never needed past this point, and verifications are kept in memory.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub user: users::Model,
@@ -173,10 +175,11 @@ where
         .count(&txn)
         .await?;
     let max = u64::from(policy.max_tokens_per_user);
+    let mut evicted = Vec::new();
     if live >= max {
         // Usually one; more when the limit was lowered since these tokens were issued.
         let excess = live + 1 - max;
-        evict_oldest_sessions(&txn, policy, user, &new.kind, at, excess).await?;
+        evicted = evict_oldest_sessions(&txn, policy, user, &new.kind, at, excess).await?;
     }
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -202,6 +205,10 @@ where
         }
     })?;
     txn.commit().await?;
+    // (The long-expired tokens deleted above need no announcement: expiry is checked on every use.)
+    for id in evicted {
+        verification::revoked(db, Revocation::Token(id)).await;
+    }
     log::info!(
         "token issued: {} ({:?}) for user {}",
         token.id,
@@ -218,7 +225,7 @@ async fn evict_oldest_sessions(
     kind: &TokenKind,
     at: DateTime<Utc>,
     count: u64,
-) -> Result<(), TokenError> {
+) -> Result<Vec<Uuid>, TokenError> {
     let limit = TokenError::LimitReached {
         max: policy.max_tokens_per_user,
     };
@@ -249,11 +256,12 @@ async fn evict_oldest_sessions(
         "tokens evicted (oldest sessions of user {}): {oldest:?}",
         user.username
     );
-    Ok(())
+    Ok(oldest)
 }
 
 /// Checks a presented key: shape and checksum first (no I/O), then the stored digest, expiry and
-/// the owner's state.
+/// the owner's state. Reads only: requests go through `verification::Verifier`, which caches the
+/// answer and notes the use for `last_used`.
 pub async fn authenticate(
     db: &impl ConnectionTrait,
     presented: &str,
@@ -283,30 +291,11 @@ pub async fn authenticate(
         log::debug!("token {} refused: user {} inactive", token.id, user.id);
         return Err(AuthError::InactiveUser);
     }
-    let token = record_use(db, token, at).await?;
+    let user = users::Model {
+        password_hash: String::new(),
+        ..user
+    };
     Ok(Authenticated { user, token })
-}
-
-async fn record_use(
-    db: &impl ConnectionTrait,
-    token: tokens::Model,
-    at: DateTime<Utc>,
-) -> Result<tokens::Model, DbErr> {
-    if token
-        .last_used_at
-        .is_some_and(|last| at - last < LAST_USED_RESOLUTION)
-    {
-        return Ok(token);
-    }
-    tokens::Entity::update_many()
-        .col_expr(tokens::Column::LastUsedAt, Expr::value(at))
-        .filter(tokens::Column::Id.eq(token.id))
-        .exec(db)
-        .await?;
-    Ok(tokens::Model {
-        last_used_at: Some(at),
-        ..token
-    })
 }
 
 /// The owner's tokens, newest first.
@@ -336,6 +325,7 @@ pub async fn delete_own(
     if done.rows_affected == 0 {
         return Err(TokenError::NotFound);
     }
+    verification::revoked(db, Revocation::Token(id)).await;
     log::info!("token deleted by owner: {id}");
     Ok(())
 }
@@ -351,6 +341,7 @@ pub async fn delete_all_own(
         query = query.filter(tokens::Column::Kind.eq(TokenKind::Session));
     }
     let done = query.exec(db).await?;
+    verification::revoked(db, Revocation::User(owner)).await;
     log::info!(
         "user {owner} logged out everywhere: {} tokens deleted",
         done.rows_affected
@@ -389,6 +380,7 @@ pub async fn revoke(db: &impl ConnectionTrait, id: Uuid) -> Result<(), TokenErro
     if done.rows_affected == 0 {
         return Err(TokenError::NotFound);
     }
+    verification::revoked(db, Revocation::Token(id)).await;
     log::info!("token revoked by admin: {id}");
     Ok(())
 }
@@ -404,6 +396,9 @@ pub async fn prune(db: &impl ConnectionTrait) -> Result<u64, TokenError> {
         .filter(tokens::Column::ExpiresAt.lte(now()))
         .exec(db)
         .await?;
+    if done.rows_affected > 0 {
+        verification::revoked(db, Revocation::All).await;
+    }
     log::info!("expired tokens pruned: {}", done.rows_affected);
     Ok(done.rows_affected)
 }

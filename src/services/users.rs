@@ -7,7 +7,10 @@ use sea_orm::{
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
 
-use super::{Invalid, Policy, has_control_characters, is_unique_violation, now, tokens};
+use super::{
+    Invalid, Policy, has_control_characters, is_unique_violation, now, tokens,
+    verification::{self, Revocation},
+};
 use crate::{
     auth::{
         password::{self, PasswordError},
@@ -242,6 +245,7 @@ pub async fn set_active(
     if done.rows_affected == 0 {
         return Err(UserError::NotFound);
     }
+    verification::revoked(db, Revocation::User(user.id)).await;
     let user = users::Model {
         is_active: active,
         ..user
@@ -265,6 +269,7 @@ pub async fn delete(
         return Err(UserError::OwnAccount);
     }
     users::Entity::delete_by_id(user.id).exec(db).await?;
+    verification::revoked(db, Revocation::User(user.id)).await;
     log::info!("user deleted: {}", user.username);
     Ok(())
 }

@@ -152,6 +152,9 @@ pub fn test_settings(database_url: &str) -> Settings {
         admin_password: Some(ADMIN_PASSWORD.to_owned()),
         // Two workers, so that concurrent requests really run side by side.
         workers: std::num::NonZeroUsize::new(2),
+        verify_cache: 10_000,
+        verify_cache_ttl: Duration::from_secs(60),
+        last_used_flush: Duration::from_secs(5),
     }
 }
 
@@ -162,6 +165,8 @@ pub struct TestApp {
     /// A session key of the bootstrap `admin`.
     pub admin_key: String,
     handle: actix_web::dev::ServerHandle,
+    /// `run_until_stopped`, which ends after the server stopped and its last work was written.
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -182,7 +187,7 @@ pub async fn start(database: TestDatabase, settings: &Settings) -> TestApp {
         .expect("the application starts");
     let address = format!("http://127.0.0.1:{}", application.port());
     let handle = application.handle();
-    tokio::spawn(application.run_until_stopped());
+    let server_task = tokio::spawn(application.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -193,6 +198,7 @@ pub async fn start(database: TestDatabase, settings: &Settings) -> TestApp {
         database,
         admin_key: String::new(),
         handle,
+        server_task,
     };
     // A database that already had users got no bootstrap admin; such tests bring their own users.
     let admin_password = settings.admin_password.as_deref().unwrap_or(ADMIN_PASSWORD);
@@ -217,6 +223,10 @@ impl TestApp {
     /// Stops the server (gracefully) and gives back its database, for a restart.
     pub async fn stop(self) -> TestDatabase {
         self.handle.stop(true).await;
+        self.server_task
+            .await
+            .expect("the server task ends")
+            .expect("the server stops cleanly");
         self.database
     }
 

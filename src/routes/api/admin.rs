@@ -112,7 +112,11 @@ pub async fn list_all_tokens(
     };
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let offset = u64::from(filter.offset.unwrap_or(0));
-    let rows = tokens::list_all(&state.db, owner, u64::from(limit), offset).await?;
+    let mut rows = tokens::list_all(&state.db, owner, u64::from(limit), offset).await?;
+    state
+        .verifier
+        .last_used()
+        .overlay(rows.iter_mut().map(|(token, _)| token));
     let body: Vec<AdminTokenResponse> = rows
         .into_iter()
         .map(|(token, user)| AdminTokenResponse {
