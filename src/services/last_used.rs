@@ -30,11 +30,6 @@ impl LastUsed {
         }
     }
 
-    /// The last use noted here and not yet written, for listings that should not lag.
-    pub fn pending_for(&self, token: Uuid) -> Option<DateTime<Utc>> {
-        self.lock().get(&token).copied()
-    }
-
     /// Shows uses not yet written in `listed`, so a listing is as fresh as this instance knows.
     pub fn overlay<'a>(&self, listed: impl IntoIterator<Item = &'a mut tokens::Model>) {
         let pending = self.lock();
@@ -42,10 +37,10 @@ impl LastUsed {
             return;
         }
         for token in listed {
-            if let Some(&at) = pending.get(&token.id) {
-                if token.last_used_at.is_none_or(|written| written < at) {
-                    token.last_used_at = Some(at);
-                }
+            if let Some(&at) = pending.get(&token.id)
+                && token.last_used_at.is_none_or(|written| written < at)
+            {
+                token.last_used_at = Some(at);
             }
         }
     }

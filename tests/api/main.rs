@@ -2,7 +2,11 @@ mod helpers;
 
 mod admin;
 mod cli;
+mod instances;
+mod last_used;
+mod nginx;
 mod robustness;
 mod session;
 mod storage;
 mod tokens;
+mod verify;
