@@ -6,7 +6,8 @@
 //! - Only successes are cached, and each entry keeps what a request needs (owner and token), so a
 //!   hit answers without any I/O. Expiry is compared with the clock on every hit, so a cached
 //!   token expires exactly when an uncached one does. A time-to-live bounds any staleness a bug
-//!   could cause; it is a safety net, not the mechanism.
+//!   could cause; it is a safety net, not the mechanism. The map compares digests, not keys:
+//!   its timing could tell at most how much of a SHA-256 digest matched, which finds no key.
 //! - Revocation points live in the services (`tokens::delete_own`, `users::set_active`, …) and
 //!   end with one call to [`revoked`], after their change is committed. Callers need not remember
 //!   anything, whichever handler (JSON API, web UI, CLI) reached the service.

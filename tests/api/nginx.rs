@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, spawn_app};
 
-/// An nginx process in a temporary prefix, stopped with the test.
+/// An nginx process in a temporary prefix, stopped with the test. It runs without a master
+/// process, so killing it leaves no worker behind.
 struct Nginx {
     child: Child,
     port: u16,
@@ -87,7 +88,7 @@ impl Nginx {
             .arg("-c")
             .arg(&config_path)
             .arg("-g")
-            .arg(format!("daemon off; pid {temp}/nginx.pid;"))
+            .arg(format!("daemon off; master_process off; pid {temp}/nginx.pid;"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
