@@ -1,5 +1,6 @@
 //! The domain: rules, owner scoping and transactions. Knows nothing of HTTP.
 pub mod last_used;
+pub mod sqlite_lookup;
 pub mod tokens;
 pub mod users;
 pub mod verification;

@@ -38,7 +38,7 @@ use uuid::Uuid;
 
 use super::{
     last_used::LastUsed,
-    now,
+    now, sqlite_lookup,
     tokens::{self, AuthError, Authenticated},
 };
 use crate::auth::key::TokenKey;
@@ -152,12 +152,19 @@ pub struct Verifier {
     /// `LISTEN` connection): the cache is then bypassed.
     trusted: AtomicBool,
     last_used: Arc<LastUsed>,
+    /// The SQLite file, read directly on a miss (see `sqlite_lookup`).
+    sqlite_file: Option<String>,
 }
 
 impl Verifier {
     /// `needs_listener`: other instances may revoke (PostgreSQL); the cache stays off until
     /// [`listen`] has subscribed.
-    pub fn new(config: &VerifierConfig, needs_listener: bool, last_used: Arc<LastUsed>) -> Self {
+    pub fn new(
+        config: &VerifierConfig,
+        needs_listener: bool,
+        last_used: Arc<LastUsed>,
+        sqlite_file: Option<String>,
+    ) -> Self {
         let cache = (config.capacity > 0).then(|| {
             Cache::builder()
                 .max_capacity(config.capacity)
@@ -172,6 +179,7 @@ impl Verifier {
             marks: Mutex::new(HashMap::new()),
             trusted: AtomicBool::new(!needs_listener),
             last_used,
+            sqlite_file,
         }
     }
 
@@ -188,7 +196,7 @@ impl Verifier {
     ) -> Result<Authenticated, AuthError> {
         let cache = self.cache.as_ref().filter(|_| self.trusted.load(SeqCst));
         let Some(cache) = cache else {
-            let authenticated = tokens::authenticate(db, presented).await?;
+            let authenticated = self.lookup(db, presented).await?;
             self.last_used.record(authenticated.token.id, now());
             return Ok(authenticated);
         };
@@ -212,7 +220,7 @@ impl Verifier {
             cache.invalidate(&digest).await;
         }
         let generation = self.generation.load(SeqCst);
-        let authenticated = tokens::authenticate(db, presented).await?;
+        let authenticated = self.lookup(db, presented).await?;
         self.last_used.record(authenticated.token.id, now());
         let entry = Arc::new(Cached {
             authenticated: authenticated.clone(),
@@ -226,6 +234,22 @@ impl Verifier {
             cache.invalidate(&digest).await;
         }
         Ok(authenticated)
+    }
+
+    /// The database's answer: on SQLite read on this thread, else (or when that cannot answer)
+    /// through the pool.
+    async fn lookup(
+        &self,
+        db: &impl ConnectionTrait,
+        presented: &str,
+    ) -> Result<Authenticated, AuthError> {
+        if let Some(file) = &self.sqlite_file {
+            match sqlite_lookup::authenticate(file, presented) {
+                Ok(answer) => return answer,
+                Err(why) => log::warn!("direct SQLite lookup fell back to the pool: {}", why.0),
+            }
+        }
+        tokens::authenticate(db, presented).await
     }
 
     fn is_current(&self, entry: &Cached) -> bool {
