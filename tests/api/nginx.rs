@@ -88,7 +88,9 @@ impl Nginx {
             .arg("-c")
             .arg(&config_path)
             .arg("-g")
-            .arg(format!("daemon off; master_process off; pid {temp}/nginx.pid;"))
+            .arg(format!(
+                "daemon off; master_process off; pid {temp}/nginx.pid;"
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
