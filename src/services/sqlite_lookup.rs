@@ -171,6 +171,73 @@ fn time_at(row: &Row<'_>, index: usize) -> Result<Option<DateTime<Utc>>, Unanswe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::{Policy, tokens as token_service, users as user_service};
+
+    /// The fast path falls back silently on anything unexpected, so only a direct comparison
+    /// shows that it really answers, and answers as `tokens::authenticate` does.
+    #[tokio::test]
+    async fn the_direct_lookup_answers_exactly_as_the_pool_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("multitoken.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let db = crate::startup::connect_and_migrate(&url).await.unwrap();
+        let policy = Policy {
+            session_ttl: Duration::from_secs(3600),
+            max_tokens_per_user: 10,
+            token_on_signup: false,
+        };
+        let new = user_service::NewUser {
+            username: user_service::Username::parse("Zoë").unwrap(),
+            password: "long enough password".into(),
+            is_admin: true,
+        };
+        let user = user_service::create(&db, &policy, new).await.unwrap().user;
+        let name = token_service::TokenName::parse("Küche 🌡️").unwrap();
+        let lifetime = Some(chrono::TimeDelta::days(3));
+        let issued = token_service::issue(
+            &db,
+            &policy,
+            &user,
+            token_service::NewToken::device(name, lifetime),
+        )
+        .await
+        .unwrap();
+        let path = file_of(&url).unwrap();
+        let key = issued.key.reveal();
+
+        let direct = authenticate(&path, key)
+            .expect("the direct lookup answers")
+            .expect("a valid key");
+        let pooled = token_service::authenticate(&db, key).await.unwrap();
+        assert!(
+            direct.token == pooled.token && direct.user == pooled.user,
+            "same answer both ways:\n{direct:?}\n{pooled:?}"
+        );
+
+        let unknown = TokenKey::generate();
+        for refused in ["mt_short", unknown.reveal()] {
+            assert!(
+                matches!(authenticate(&path, refused), Ok(Err(AuthError::Invalid))),
+                "{refused:?} must be refused"
+            );
+        }
+        user_service::set_active(
+            &db,
+            &users::Model {
+                id: Uuid::nil(),
+                ..user.clone()
+            },
+            "zoë",
+            false,
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(authenticate(&path, key), Ok(Err(AuthError::InactiveUser))),
+            "an inactive user's key is refused"
+        );
+        db.close().await.unwrap();
+    }
 
     #[test]
     fn only_files_have_a_path() {
