@@ -370,6 +370,100 @@ pub async fn listen(database_url: String, verifier: Arc<Verifier>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entities::{tokens::TokenKind, users};
+
+    fn authenticated(user: Uuid, token: Uuid) -> Authenticated {
+        let at = now();
+        Authenticated {
+            user: users::Model {
+                id: user,
+                username: "alice".into(),
+                username_key: "alice".into(),
+                password_hash: String::new(),
+                is_admin: false,
+                is_active: true,
+                created_at: at,
+            },
+            token: crate::entities::tokens::Model {
+                id: token,
+                user_id: user,
+                name: "t".into(),
+                kind: TokenKind::Device,
+                key_digest: String::new(),
+                key_prefix: String::new(),
+                created_at: at,
+                expires_at: None,
+                last_used_at: None,
+            },
+        }
+    }
+
+    /// What a filler does: read the generation, (look up the database,) build the entry.
+    fn fill(verifier: &Verifier, user: Uuid, token: Uuid) -> Cached {
+        Cached {
+            authenticated: authenticated(user, token),
+            generation: verifier.generation.load(SeqCst),
+        }
+    }
+
+    #[test]
+    fn an_entry_read_before_a_revocation_is_refused_whenever_it_was_inserted() {
+        let config = VerifierConfig {
+            capacity: 10,
+            ttl: Duration::from_secs(60),
+        };
+        let verifier = Verifier::new(&config, false, Arc::default(), None);
+        let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let (token, other_token, bobs_token) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+
+        // Read from the database before the revocation, put in the cache after it.
+        let stale = fill(&verifier, alice, token);
+        let unrelated = fill(&verifier, alice, other_token);
+        let bobs = fill(&verifier, bob, bobs_token);
+        verifier.invalidate(Revocation::Token(token));
+        assert!(!verifier.is_current(&stale), "the revoked token's entry");
+        assert!(
+            verifier.is_current(&unrelated),
+            "another token of the same user"
+        );
+        assert!(
+            verifier.is_current(&fill(&verifier, alice, token)),
+            "read after the revocation: the database's answer then is current"
+        );
+
+        verifier.invalidate(Revocation::User(alice));
+        assert!(
+            !verifier.is_current(&unrelated),
+            "every token of a revoked user"
+        );
+        assert!(verifier.is_current(&bobs), "another user's");
+
+        verifier.invalidate(Revocation::All);
+        assert!(
+            !verifier.is_current(&bobs),
+            "a flush refuses everything older"
+        );
+        assert!(verifier.is_current(&fill(&verifier, bob, bobs_token)));
+    }
+
+    #[test]
+    fn a_verifier_waiting_for_its_listener_does_not_trust_its_cache() {
+        let config = VerifierConfig {
+            capacity: 10,
+            ttl: Duration::from_secs(60),
+        };
+        let verifier = Verifier::new(&config, true, Arc::default(), None);
+        assert!(
+            !verifier.trusted.load(SeqCst),
+            "untrusted until LISTEN succeeds"
+        );
+        let entry = fill(&verifier, Uuid::now_v7(), Uuid::now_v7());
+        verifier.set_trusted(true);
+        assert!(
+            !verifier.is_current(&entry),
+            "entries from before the subscription are dropped"
+        );
+    }
 
     #[test]
     fn revocations_survive_the_trip_through_a_notification() {
