@@ -154,7 +154,7 @@ pub struct Application {
 struct Background {
     verifier: Arc<Verifier>,
     last_used: Arc<LastUsed>,
-    db: DatabaseConnection,
+    database_url: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -186,7 +186,7 @@ impl Background {
         Background {
             verifier,
             last_used,
-            db: db.clone(),
+            database_url: settings.database_url.clone(),
             tasks,
         }
     }
@@ -195,7 +195,17 @@ impl Background {
         for task in &self.tasks {
             task.abort();
         }
-        match self.last_used.flush(&self.db).await {
+        // Not through the pool: its PostgreSQL connections may belong to the HTTP workers'
+        // runtimes, which have just shut down ("a Tokio context … is being shutdown").
+        let written = match connect(&self.database_url).await {
+            Ok(db) => {
+                let written = self.last_used.flush(&db).await;
+                db.close().await.ok();
+                written
+            }
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(written) => log::info!("stopped; last use written for {written} tokens"),
             Err(e) => log::error!("stopped; could not write the last use of tokens: {e}"),
         }
