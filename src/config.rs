@@ -91,6 +91,16 @@ pub struct Settings {
     /// How often the server removes tokens that expired more than a day ago.
     #[arg(long, env = "MULTITOKEN_EXPIRY_SWEEP_INTERVAL", default_value = "10m", value_parser = parse_duration, global = true)]
     pub expiry_sweep_interval: Duration,
+    /// Verified tokens kept in memory (about 1 KiB each); 0 or "off" checks every request against the database.
+    #[arg(long, env = "MULTITOKEN_VERIFY_CACHE", default_value = "50000", value_parser = parse_cache_size, global = true)]
+    pub verify_cache: u64,
+    /// Longest a cached verification is trusted before the database is asked again. A safety net
+    /// only: revocations reach the cache at once.
+    #[arg(long, env = "MULTITOKEN_VERIFY_CACHE_TTL", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub verify_cache_ttl: Duration,
+    /// How often the last use of tokens is written to the database (one write per used token per interval).
+    #[arg(long, env = "MULTITOKEN_LAST_USED_FLUSH", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub last_used_flush: Duration,
 }
 
 impl Cli {
@@ -154,6 +164,16 @@ fn parse_database_url(url: &str) -> Result<String, String> {
         Ok(url.to_owned())
     } else {
         Err("must start with sqlite: or postgres://".to_owned())
+    }
+}
+
+/// A number of entries, or `off` (the same as 0).
+fn parse_cache_size(text: &str) -> Result<u64, String> {
+    match text.trim() {
+        "off" => Ok(0),
+        number => number
+            .parse()
+            .map_err(|_| format!("'{number}' is neither a number of entries nor off")),
     }
 }
 

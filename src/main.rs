@@ -7,6 +7,7 @@ use multitoken::{
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    multitoken::auth::password::return_freed_hash_memory();
     let cli = match Cli::parse_or_explain() {
         Ok(cli) => cli,
         Err(code) => return code,

@@ -1,6 +1,6 @@
 //! Building the application: database, migrations, first admin, HTTP server.
 
-use std::{net::TcpListener, time::Duration};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{
     App, HttpServer,
@@ -19,8 +19,11 @@ use crate::{
     config::{SecretKey, Settings},
     routes,
     services::{
-        Policy, tokens,
+        self, Policy,
+        last_used::{self, LastUsed},
+        tokens,
         users::{self, Bootstrap},
+        verification::{self, Verifier, VerifierConfig},
     },
 };
 
@@ -34,6 +37,8 @@ pub struct AppState {
     pub cookie_secure: bool,
     /// A web sign-in ends after this long without a request.
     pub session_idle: Duration,
+    /// Token verification through the cache; notes uses for `last_used_at`.
+    pub verifier: Arc<Verifier>,
 }
 
 pub fn policy_from(settings: &Settings) -> Policy {
@@ -59,9 +64,19 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
                 .foreign_keys(true)
         });
     if database_url.starts_with("sqlite:") {
-        options.max_connections(8).min_connections(1);
+        // Pinging a local file before each query costs a round trip to the connection's
+        // thread and checks nothing: with it, every query was two thread hand-offs instead of one.
+        options
+            .max_connections(8)
+            .min_connections(1)
+            .test_before_acquire(false);
     } else {
-        options.max_connections(20).min_connections(2);
+        // A ping on every checkout is a network round trip per query; only a connection idle
+        // long enough to have been dropped (by a restart, a proxy, a firewall) is worth testing.
+        options
+            .max_connections(20)
+            .min_connections(2)
+            .test_before_acquire_if_idle_for(Duration::from_secs(30));
     }
     Database::connect(options).await
 }
@@ -136,6 +151,70 @@ async fn migrate_holding_lock(database_url: &str) -> Result<(), DbErr> {
 pub struct Application {
     port: u16,
     server: Server,
+    background: Background,
+}
+
+/// The tasks that run beside the server: the revocation listener (PostgreSQL) and the
+/// `last_used_at` writer.
+struct Background {
+    verifier: Arc<Verifier>,
+    last_used: Arc<LastUsed>,
+    database_url: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    fn start(settings: &Settings, db: &DatabaseConnection) -> Background {
+        let last_used = Arc::new(LastUsed::default());
+        let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+        let config = VerifierConfig {
+            capacity: settings.verify_cache,
+            ttl: settings.verify_cache_ttl,
+        };
+        let verifier = Arc::new(Verifier::new(
+            &config,
+            on_postgres,
+            last_used.clone(),
+            services::sqlite_lookup::file_of(&settings.database_url),
+        ));
+        let mut tasks = vec![tokio::spawn(last_used::flush_every(
+            settings.last_used_flush,
+            last_used.clone(),
+            db.clone(),
+        ))];
+        if on_postgres && settings.verify_cache > 0 {
+            tasks.push(tokio::spawn(verification::listen(
+                settings.database_url.clone(),
+                verifier.clone(),
+            )));
+        }
+        Background {
+            verifier,
+            last_used,
+            database_url: settings.database_url.clone(),
+            tasks,
+        }
+    }
+
+    async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        // Not through the pool: its PostgreSQL connections may belong to the HTTP workers'
+        // runtimes, which have just shut down ("a Tokio context … is being shutdown").
+        let written = match connect(&self.database_url).await {
+            Ok(db) => {
+                let written = self.last_used.flush(&db).await;
+                db.close().await.ok();
+                written
+            }
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(written) => log::info!("stopped; last use written for {written} tokens"),
+            Err(e) => log::error!("stopped; could not write the last use of tokens: {e}"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,12 +248,14 @@ impl Application {
             ),
         }
         tokio::task::spawn_blocking(password::warm_up);
+        let background = Background::start(settings, &db);
         let state = web::Data::new(AppState {
             db,
             policy,
             secret_key: settings.secret_key_or_random(),
             cookie_secure: settings.cookie_secure,
             session_idle: settings.session_idle,
+            verifier: background.verifier.clone(),
         });
         spawn_expiry_sweeper(state.db.clone(), settings.expiry_sweep_interval);
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
@@ -195,16 +276,23 @@ impl Application {
             }
         })?;
         log::info!("listening on http://{}:{port}", settings.bind.ip());
-        Ok(Application { port, server })
+        Ok(Application {
+            port,
+            server,
+            background,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until stopped (SIGINT or SIGTERM stop it gracefully).
+    /// Serves until stopped (SIGINT or SIGTERM stop it gracefully), then writes the last uses
+    /// of tokens still held in memory.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.background.stop().await;
+        served
     }
 
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
@@ -233,6 +321,8 @@ fn run(
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
     let mut server = HttpServer::new(move || {
+        // Runs on each worker's own thread: revocations made by this worker invalidate this cache.
+        verification::serve_on_this_thread(state.verifier.clone());
         let (app, api) = App::new()
             .into_utoipa_app()
             .openapi(routes::ApiDoc::openapi())

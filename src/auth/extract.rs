@@ -10,10 +10,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 
 use crate::{
     error::{ApiError, INVALID_TOKEN},
-    services::{
-        audit::Actor,
-        tokens::{self, Authenticated},
-    },
+    services::{audit::Actor, tokens::Authenticated},
     startup::AppState,
 };
 
@@ -80,7 +77,7 @@ async fn authenticate(req: HttpRequest) -> Result<Authenticated, ApiError> {
         .and_then(|value| value.to_str().ok())
         .and_then(key_from_authorization)
         .ok_or(ApiError::Unauthorized(INVALID_TOKEN))?;
-    Ok(tokens::authenticate(&state.db, presented).await?)
+    Ok(state.verifier.verify(&state.db, presented).await?)
 }
 
 impl FromRequest for ApiUser {

@@ -93,6 +93,11 @@ impl fmt::Debug for TokenKey {
 }
 
 impl KeyDigest {
+    /// The raw digest, as the verification cache keys it.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }

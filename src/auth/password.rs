@@ -56,6 +56,7 @@ async fn on_blocking_pool<T: Send + 'static>(
     // runs to its end and only then frees the slot, so the bound holds whatever clients do.
     Ok(tokio::task::spawn_blocking(move || {
         let _slot = slot;
+        yield_to_requests();
         work()
     })
     .await?)
@@ -80,6 +81,36 @@ pub async fn verify_password(
         }
     })
     .await
+}
+
+/// Hashing threads run at a lower priority (nice 10): during a login flood, cheap requests such
+/// as verifications and probes still get the cores at once, and hashing takes what is left (which
+/// is everything when nothing else runs). The pool's threads may later run other blocking work at
+/// this priority too; nothing on a request's path blocks there.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    {
+        thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        if !LOWERED.replace(true) {
+            // SAFETY: setpriority only changes this thread's scheduling weight (who 0 = the
+            // calling thread on Linux); failure leaves the priority as it was.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            }
+        }
+    }
+}
+
+/// Each hash allocates 19 MiB and frees it. glibc raises its mmap threshold to the largest block
+/// freed, after which such blocks come from per-thread arenas and stay with the process: a login
+/// flood left 640 MiB resident. A fixed threshold returns them to the system at once. Called once
+/// at start-up.
+pub fn return_freed_hash_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is thread-safe.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// Hash the dummy now, at start-up, so the first unknown-user login is not slower than the rest.

@@ -4,6 +4,7 @@ pub mod api;
 pub mod body;
 pub mod health;
 pub mod pages;
+pub mod verify;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use utoipa::{
@@ -61,7 +62,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::admin::list_users)
         .service(api::admin::create_user)
         .service(api::admin::delete_user)
-        .service(api::admin::list_audit_events);
+        .service(api::admin::list_audit_events)
+        .service(verify::verify_token)
+        .service(api::introspect::introspect_token);
 }
 
 /// Serves the OpenAPI document collected from the handlers, serialized once per worker.

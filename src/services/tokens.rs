@@ -13,6 +13,7 @@ use super::{
     Invalid, Policy,
     audit::{self, Action, Actor, Event, Target},
     has_control_characters, is_deceptive_format, is_unique_violation, now,
+    verification::{self, Revocation},
 };
 use crate::{
     auth::key::{KEY_PREFIX, TokenKey},
@@ -23,8 +24,6 @@ use crate::{
 };
 
 pub const TOKEN_NAME_MAX_CHARS: usize = 64;
-/// `last_used_at` is written at most this often per token; it is for people, not accounting.
-const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How long an expired token stays, answering "Token has expired", before issuance clears it away.
 const EXPIRED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
@@ -140,7 +139,8 @@ pub struct IssuedToken {
     pub key: TokenKey,
 }
 
-/// The owner and token behind a presented key that passed every check.
+/// The owner and token behind a presented key that passed every check. `user.password_hash` is
+/// left empty: it is never needed past this point, and verifications are kept in memory.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub user: users::Model,
@@ -215,10 +215,11 @@ where
         .count(&txn)
         .await?;
     let max = u64::from(policy.max_tokens_per_user);
+    let mut evicted = Vec::new();
     if live >= max {
         // Usually one; more when the limit was lowered since these tokens were issued.
         let excess = live + 1 - max;
-        evict_oldest_sessions(&txn, policy, actor, user, &new, at, excess).await?;
+        evicted = evict_oldest_sessions(&txn, policy, actor, user, &new, at, excess).await?;
     }
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -259,6 +260,10 @@ where
     )
     .await?;
     txn.commit().await?;
+    // (The long-expired tokens deleted above need no announcement: expiry is checked on every use.)
+    for id in evicted {
+        verification::revoked(db, Revocation::Token(id)).await;
+    }
     log::info!(
         "token issued: {} ({:?}) for user {}",
         token.id,
@@ -276,7 +281,7 @@ async fn evict_oldest_sessions(
     new: &NewToken,
     at: DateTime<Utc>,
     count: u64,
-) -> Result<(), TokenError> {
+) -> Result<Vec<Uuid>, TokenError> {
     let limit = TokenError::LimitReached {
         max: policy.max_tokens_per_user,
     };
@@ -310,11 +315,12 @@ async fn evict_oldest_sessions(
         "tokens evicted (oldest sessions of user {}): {oldest:?}",
         user.username
     );
-    Ok(())
+    Ok(oldest)
 }
 
 /// Checks a presented key: shape and checksum first (no I/O), then the stored digest, expiry and
-/// the owner's state.
+/// the owner's state. Reads only: requests go through `verification::Verifier`, which caches the
+/// answer and notes the use for `last_used`.
 pub async fn authenticate(
     db: &impl ConnectionTrait,
     presented: &str,
@@ -344,30 +350,11 @@ pub async fn authenticate(
         log::debug!("token {} refused: user {} inactive", token.id, user.id);
         return Err(AuthError::InactiveUser);
     }
-    let token = record_use(db, token, at).await?;
+    let user = users::Model {
+        password_hash: String::new(),
+        ..user
+    };
     Ok(Authenticated { user, token })
-}
-
-async fn record_use(
-    db: &impl ConnectionTrait,
-    token: tokens::Model,
-    at: DateTime<Utc>,
-) -> Result<tokens::Model, DbErr> {
-    if token
-        .last_used_at
-        .is_some_and(|last| at - last < LAST_USED_RESOLUTION)
-    {
-        return Ok(token);
-    }
-    tokens::Entity::update_many()
-        .col_expr(tokens::Column::LastUsedAt, Expr::value(at))
-        .filter(tokens::Column::Id.eq(token.id))
-        .exec(db)
-        .await?;
-    Ok(tokens::Model {
-        last_used_at: Some(at),
-        ..token
-    })
 }
 
 /// The owner's tokens, newest first.
@@ -469,6 +456,7 @@ where
     };
     record_removed(&txn, actor, Action::TokenRevoked, removed, owner, detail).await?;
     txn.commit().await?;
+    verification::revoked(db, Revocation::Token(id)).await;
     log::info!("token deleted by owner: {id}");
     Ok(deleted)
 }
@@ -521,6 +509,7 @@ where
     )
     .await?;
     txn.commit().await?;
+    verification::revoked(db, Revocation::User(owner.id)).await;
     log::info!(
         "user {} logged out everywhere: {count} tokens deleted",
         owner.id
@@ -613,6 +602,7 @@ where
     let detail = Some("revoked by admin");
     record_removed(&txn, actor, Action::TokenRevoked, removed, &owner, detail).await?;
     txn.commit().await?;
+    verification::revoked(db, Revocation::Token(id)).await;
     log::info!("token revoked by admin: {id}");
     Ok(())
 }
@@ -687,6 +677,10 @@ where
         .collect();
     audit::record_all(&txn, actor, events).await?;
     txn.commit().await?;
+    // Expired tokens are refused on every cache hit anyway; pruning flushes the cache all the same.
+    if count > 0 && action == Action::TokenPruned {
+        verification::revoked(db, Revocation::All).await;
+    }
     if count > 0 {
         log::info!("expired tokens removed ({}): {count}", action.code());
     }

@@ -11,6 +11,7 @@ use super::{
     Invalid, Policy,
     audit::{self, Action, Actor, Event, Target},
     has_control_characters, is_unique_violation, now, tokens,
+    verification::{self, Revocation},
 };
 use crate::{
     auth::{
@@ -299,6 +300,11 @@ pub async fn change_password(
         None => 0,
     };
     txn.commit().await?;
+    if signed_out > 0 {
+        // Again after the commit: the announcement made inside the transaction may have let a
+        // concurrent request re-cache a session before the deletion became visible.
+        verification::revoked(db, Revocation::User(user.id)).await;
+    }
     log::info!("password changed for user {}", user.id);
     Ok(signed_out)
 }
@@ -339,6 +345,9 @@ pub async fn set_active(
         log::info!("user {} {}", current.username, action.code());
     }
     txn.commit().await?;
+    if changed {
+        verification::revoked(db, Revocation::User(user.id)).await;
+    }
     Ok(current)
 }
 
@@ -371,6 +380,7 @@ pub async fn delete(
     events.push(Event::new(Action::UserDeleted, Target::user(&user)));
     audit::record_all(&txn, actor, events).await?;
     txn.commit().await?;
+    verification::revoked(db, Revocation::User(user.id)).await;
     log::info!("user deleted: {}", user.username);
     Ok(())
 }

@@ -155,6 +155,9 @@ pub fn test_settings(database_url: &str) -> Settings {
         cookie_secure: false,
         session_idle: Duration::from_secs(3600),
         expiry_sweep_interval: Duration::from_secs(600),
+        verify_cache: 10_000,
+        verify_cache_ttl: Duration::from_secs(60),
+        last_used_flush: Duration::from_secs(5),
     }
 }
 
@@ -165,6 +168,8 @@ pub struct TestApp {
     /// A session key of the bootstrap `admin`.
     pub admin_key: String,
     handle: actix_web::dev::ServerHandle,
+    /// `run_until_stopped`, which ends after the server stopped and its last work was written.
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -185,7 +190,7 @@ pub async fn start(database: TestDatabase, settings: &Settings) -> TestApp {
         .expect("the application starts");
     let address = format!("http://127.0.0.1:{}", application.port());
     let handle = application.handle();
-    tokio::spawn(application.run_until_stopped());
+    let server_task = tokio::spawn(application.run_until_stopped());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -196,6 +201,7 @@ pub async fn start(database: TestDatabase, settings: &Settings) -> TestApp {
         database,
         admin_key: String::new(),
         handle,
+        server_task,
     };
     // A database that already had users got no bootstrap admin; such tests bring their own users.
     let admin_password = settings.admin_password.as_deref().unwrap_or(ADMIN_PASSWORD);
@@ -220,6 +226,10 @@ impl TestApp {
     /// Stops the server (gracefully) and gives back its database, for a restart.
     pub async fn stop(self) -> TestDatabase {
         self.handle.stop(true).await;
+        self.server_task
+            .await
+            .expect("the server task ends")
+            .expect("the server stops cleanly");
         self.database
     }
 

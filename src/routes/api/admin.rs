@@ -118,7 +118,11 @@ pub async fn list_all_tokens(
         owner,
         kind: filter.kind,
     };
-    let rows = tokens::list_all(&state.db, &selection, u64::from(limit), offset).await?;
+    let mut rows = tokens::list_all(&state.db, &selection, u64::from(limit), offset).await?;
+    state
+        .verifier
+        .last_used()
+        .overlay(rows.iter_mut().map(|(token, _)| token));
     let body: Vec<AdminTokenResponse> = rows
         .into_iter()
         .map(|(token, user)| AdminTokenResponse {

@@ -1,5 +1,6 @@
 //! The JSON API under `/api`.
 pub mod admin;
+pub mod introspect;
 pub mod session;
 pub mod tokens;
 

@@ -71,7 +71,8 @@ pub async fn list_tokens(
     state: web::Data<AppState>,
     caller: ApiUser,
 ) -> Result<HttpResponse, ApiError> {
-    let tokens = tokens::list_for(&state.db, caller.0.user.id).await?;
+    let mut tokens = tokens::list_for(&state.db, caller.0.user.id).await?;
+    state.verifier.last_used().overlay(&mut tokens);
     Ok(HttpResponse::Ok().json(
         tokens
             .into_iter()

@@ -324,7 +324,11 @@ pub async fn tokens_page(
             serde_urlencoded::to_string([("user", user.as_str()), ("kind", kind_code)])
                 .unwrap_or_default();
         let pager = Pager::new(query.page, total, link_query);
-        let rows = tokens::list_all(&state.db, &filter, PAGE_SIZE, pager.offset()).await?;
+        let mut rows = tokens::list_all(&state.db, &filter, PAGE_SIZE, pager.offset()).await?;
+        state
+            .verifier
+            .last_used()
+            .overlay(rows.iter_mut().map(|(token, _)| token));
         (rows, total, pager)
     };
     let at = now();

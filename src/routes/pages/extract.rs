@@ -63,7 +63,7 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
     let Some(key) = session.token_key() else {
         return Err(sign_in_again);
     };
-    let auth = match tokens::authenticate(&state.db, &key).await {
+    let auth = match state.verifier.verify(&state.db, &key).await {
         Ok(auth) => auth,
         Err(AuthError::Db(e)) => return Err(WebError::internal(e)),
         // Revoked, expired, or the user was deactivated: this browser is signed out.

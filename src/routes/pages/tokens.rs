@@ -99,8 +99,9 @@ async fn show_tokens(
 ) -> Result<HttpResponse, WebError> {
     let at = now();
     let current = Some(user.auth.token.id);
-    let tokens = tokens::list_for(&state.db, user.auth.user.id)
-        .await?
+    let mut tokens = tokens::list_for(&state.db, user.auth.user.id).await?;
+    state.verifier.last_used().overlay(&mut tokens);
+    let tokens = tokens
         .into_iter()
         .map(|token| TokenRow::new(token, at, current))
         .collect();

@@ -1,0 +1,103 @@
+//! Forward authentication: `GET`/`HEAD /auth/verify` for nginx `auth_request`, Traefik
+//! `ForwardAuth` and Caddy `forward_auth`. 200 with the caller in headers, 401 otherwise.
+
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    http::{Method, header},
+    route, web,
+};
+
+use super::api::ErrorResponse;
+use crate::{
+    auth::extract::key_from_authorization, error::ApiError, error::INVALID_TOKEN,
+    services::tokens::Authenticated, startup::AppState,
+};
+
+pub const USER_HEADER: &str = "X-Auth-User";
+pub const TOKEN_ID_HEADER: &str = "X-Auth-Token-Id";
+pub const TOKEN_NAME_HEADER: &str = "X-Auth-Token-Name";
+pub const ADMIN_HEADER: &str = "X-Auth-Admin";
+
+/// Verify the presented token for a reverse proxy. The answer has no body: the caller is in the
+/// headers. Usernames and token names may hold any script, so their header values are
+/// percent-encoded UTF-8: every byte but `A-Z a-z 0-9 - . _ ~ @` is written `%XX`
+/// (`Küche 1` becomes `K%C3%BCche%201`); decode with any URL decoder.
+#[utoipa::path(
+    tag = "forward-auth",
+    security(("token" = [])),
+    responses(
+        (status = 200, description = "the token is valid", headers(
+            ("X-Auth-User" = String, description = "the owner's username, percent-encoded"),
+            ("X-Auth-Token-Id" = String, description = "the token's id (UUID)"),
+            ("X-Auth-Token-Name" = String, description = "the token's name, percent-encoded"),
+            ("X-Auth-Admin" = String, description = "`true` or `false`"),
+        )),
+        (status = 401, description = "missing, malformed, unknown, revoked or expired token, or inactive user; a JSON body for GET, none for HEAD", body = ErrorResponse),
+    )
+)]
+#[route("/auth/verify", method = "GET", method = "HEAD")]
+pub async fn verify_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let verified = match req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(key_from_authorization)
+    {
+        Some(presented) => state
+            .verifier
+            .verify(&state.db, presented)
+            .await
+            .map_err(ApiError::from),
+        None => Err(ApiError::Unauthorized(INVALID_TOKEN)),
+    };
+    match verified {
+        Ok(caller) => caller_headers(&caller),
+        Err(error) if req.method() == Method::HEAD => {
+            let mut response = error.error_response();
+            // HEAD: the same status and headers, no body.
+            response.headers_mut().remove(header::CONTENT_TYPE);
+            response.set_body(actix_web::body::BoxBody::new(()))
+        }
+        Err(error) => error.error_response(),
+    }
+}
+
+fn caller_headers(caller: &Authenticated) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((USER_HEADER, header_safe(&caller.user.username)))
+        .insert_header((TOKEN_ID_HEADER, caller.token.id.to_string()))
+        .insert_header((TOKEN_NAME_HEADER, header_safe(&caller.token.name)))
+        .insert_header((ADMIN_HEADER, caller.user.is_admin.to_string()))
+        .finish()
+}
+
+/// Percent-encodes all but unreserved ASCII and `@`, so any text is a valid header value and no
+/// form decoder mistakes a `+` for a space.
+pub fn header_safe(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~@".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_keep_plain_names_and_encode_everything_else() {
+        assert_eq!(header_safe("alice.b@example-1_~"), "alice.b@example-1_~");
+        assert_eq!(header_safe("Küche 1"), "K%C3%BCche%201");
+        assert_eq!(header_safe("a+b%c"), "a%2Bb%25c");
+        assert_eq!(header_safe("🌡️"), "%F0%9F%8C%A1%EF%B8%8F");
+        assert!(
+            actix_web::http::header::HeaderValue::from_str(&header_safe("x\r\ny: z\u{7f}")).is_ok(),
+            "line breaks and controls can never split or corrupt a header"
+        );
+    }
+}

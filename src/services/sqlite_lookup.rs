@@ -1,0 +1,252 @@
+//! SQLite only: the verification lookup on the calling thread.
+//!
+//! sqlx runs each SQLite connection on a thread of its own, so every query through it is two
+//! thread hand-offs, and those cost far more than the lookup itself (an indexed read of a few
+//! microseconds). A profile of `/api/me/` with the cache disabled showed about half of all CPU in
+//! the kernel switching threads. So a cache miss (or every request, with the cache disabled) reads
+//! through a connection owned by the HTTP worker thread instead: one per worker and database,
+//! query-only, with the same statement and the same checks as `tokens::authenticate`. Anything
+//! unexpected (an error, a value in another format) falls back to `tokens::authenticate`.
+//!
+//! Blocking the worker for that read is fine: in WAL mode readers never wait for writers, and
+//! the read is shorter than parsing the request.
+
+use std::{cell::RefCell, collections::HashMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, types::ValueRef};
+use uuid::Uuid;
+
+use super::{
+    now,
+    tokens::{AuthError, Authenticated},
+};
+use crate::{
+    auth::key::TokenKey,
+    entities::{
+        tokens::{self, TokenKind},
+        users,
+    },
+};
+
+const LOOKUP: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_digest, t.key_prefix, \
+     t.created_at, t.expires_at, t.last_used_at, u.username, u.username_key, u.is_admin, \
+     u.is_active, u.created_at \
+     FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.key_digest = ?1";
+
+thread_local! {
+    static CONNECTIONS: RefCell<HashMap<String, Connection>> = RefCell::new(HashMap::new());
+}
+
+/// The file behind a `sqlite:` URL; `None` for an in-memory database (which another connection
+/// could not see).
+pub fn file_of(database_url: &str) -> Option<String> {
+    let path = database_url
+        .strip_prefix("sqlite:")?
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| path.to_owned())
+}
+
+/// Why the fast path could not answer; the caller then asks through sqlx.
+#[derive(Debug)]
+pub struct Unanswered(pub String);
+
+impl<E: std::fmt::Display> From<E> for Unanswered {
+    fn from(error: E) -> Unanswered {
+        Unanswered(error.to_string())
+    }
+}
+
+/// The same checks as `tokens::authenticate`, against the database file at `path`.
+pub fn authenticate(
+    path: &str,
+    presented: &str,
+) -> Result<Result<Authenticated, AuthError>, Unanswered> {
+    let Ok(key) = TokenKey::parse(presented) else {
+        log::debug!("token refused before lookup");
+        return Ok(Err(AuthError::Invalid));
+    };
+    let digest = key.digest();
+    let found = CONNECTIONS.with(|connections| -> Result<_, Unanswered> {
+        let mut connections = connections.borrow_mut();
+        let connection = match connections.entry(path.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(open(path)?),
+        };
+        let mut statement = connection.prepare_cached(LOOKUP)?;
+        let row = statement
+            .query_row([digest.to_hex()], |row| Ok(decode(row)))
+            .optional()?;
+        row.transpose()
+    });
+    let (token, user) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(Err(AuthError::Invalid)),
+        Err(error) => {
+            // A broken connection is not kept: the next request opens a fresh one.
+            CONNECTIONS.with(|connections| connections.borrow_mut().remove(path));
+            return Err(error);
+        }
+    };
+    // The index found the row by digest; this constant-time check is the one that decides.
+    if !digest.matches_hex(&token.key_digest) {
+        return Ok(Err(AuthError::Invalid));
+    }
+    if token.is_expired_at(now()) {
+        log::debug!("token {} refused: expired", token.id);
+        return Ok(Err(AuthError::Expired));
+    }
+    if !user.is_active {
+        log::debug!("token {} refused: user {} inactive", token.id, user.id);
+        return Ok(Err(AuthError::InactiveUser));
+    }
+    Ok(Ok(Authenticated { user, token }))
+}
+
+fn open(path: &str) -> Result<Connection, Unanswered> {
+    // Not read-only: a read-only connection cannot always use the WAL index. `query_only` keeps
+    // it from writing all the same.
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    connection.busy_timeout(Duration::from_secs(1))?;
+    connection.pragma_update(None, "query_only", true)?;
+    Ok(connection)
+}
+
+fn decode(row: &Row<'_>) -> Result<(tokens::Model, users::Model), Unanswered> {
+    let kind = match row.get_ref(3)?.as_str()? {
+        "session" => TokenKind::Session,
+        "device" => TokenKind::Device,
+        other => return Err(Unanswered(format!("unknown token kind {other:?}"))),
+    };
+    let token = tokens::Model {
+        id: uuid_at(row, 0)?,
+        user_id: uuid_at(row, 1)?,
+        name: row.get(2)?,
+        kind,
+        key_digest: row.get(4)?,
+        key_prefix: row.get(5)?,
+        created_at: time_at(row, 6)?.ok_or("no created_at")?,
+        expires_at: time_at(row, 7)?,
+        last_used_at: time_at(row, 8)?,
+    };
+    let user = users::Model {
+        id: token.user_id,
+        username: row.get(9)?,
+        username_key: row.get(10)?,
+        // Never needed past authentication (as in `tokens::authenticate`).
+        password_hash: String::new(),
+        is_admin: row.get(11)?,
+        is_active: row.get(12)?,
+        created_at: time_at(row, 13)?.ok_or("no created_at")?,
+    };
+    Ok((token, user))
+}
+
+/// sqlx stores UUIDs as 16-byte blobs; text is accepted too.
+fn uuid_at(row: &Row<'_>, index: usize) -> Result<Uuid, Unanswered> {
+    Ok(match row.get_ref(index)? {
+        ValueRef::Blob(bytes) => Uuid::from_slice(bytes)?,
+        ValueRef::Text(text) => std::str::from_utf8(text)?.parse()?,
+        other => return Err(Unanswered(format!("not a UUID: {:?}", other.data_type()))),
+    })
+}
+
+/// sqlx stores times as RFC 3339 text; anything else goes the slow way.
+fn time_at(row: &Row<'_>, index: usize) -> Result<Option<DateTime<Utc>>, Unanswered> {
+    match row.get_ref(index)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(text) => Ok(Some(
+            DateTime::parse_from_rfc3339(std::str::from_utf8(text)?)?.with_timezone(&Utc),
+        )),
+        other => Err(Unanswered(format!("not a time: {:?}", other.data_type()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::{Policy, tokens as token_service, users as user_service};
+
+    /// The fast path falls back silently on anything unexpected, so only a direct comparison
+    /// shows that it really answers, and answers as `tokens::authenticate` does.
+    #[tokio::test]
+    async fn the_direct_lookup_answers_exactly_as_the_pool_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("multitoken.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let db = crate::startup::connect_and_migrate(&url).await.unwrap();
+        let policy = Policy {
+            session_ttl: Duration::from_secs(3600),
+            max_tokens_per_user: 10,
+            token_on_signup: false,
+        };
+        let new = user_service::NewUser {
+            username: user_service::Username::parse("Zoë").unwrap(),
+            password: "long enough password".into(),
+            is_admin: true,
+        };
+        let cli = crate::services::audit::Actor::command_line();
+        let user = user_service::create(&db, &policy, &cli, new)
+            .await
+            .unwrap()
+            .user;
+        let name = token_service::TokenName::parse("Küche 🌡️").unwrap();
+        let lifetime = Some(chrono::TimeDelta::days(3));
+        let issued = token_service::issue(
+            &db,
+            &policy,
+            &cli,
+            &user,
+            token_service::NewToken::device(name, lifetime),
+        )
+        .await
+        .unwrap();
+        let path = file_of(&url).unwrap();
+        let key = issued.key.reveal();
+
+        let direct = authenticate(&path, key)
+            .expect("the direct lookup answers")
+            .expect("a valid key");
+        let pooled = token_service::authenticate(&db, key).await.unwrap();
+        assert!(
+            direct.token == pooled.token && direct.user == pooled.user,
+            "same answer both ways:\n{direct:?}\n{pooled:?}"
+        );
+
+        let unknown = TokenKey::generate();
+        for refused in ["mt_short", unknown.reveal()] {
+            assert!(
+                matches!(authenticate(&path, refused), Ok(Err(AuthError::Invalid))),
+                "{refused:?} must be refused"
+            );
+        }
+        user_service::set_active(&db, &cli, user.clone(), false)
+            .await
+            .unwrap();
+        assert!(
+            matches!(authenticate(&path, key), Ok(Err(AuthError::InactiveUser))),
+            "an inactive user's key is refused"
+        );
+        db.close().await.unwrap();
+    }
+
+    #[test]
+    fn only_files_have_a_path() {
+        assert_eq!(
+            file_of("sqlite:///tmp/x/multitoken.db?mode=rwc").as_deref(),
+            Some("/tmp/x/multitoken.db")
+        );
+        assert_eq!(
+            file_of("sqlite://multitoken.db?mode=rwc").as_deref(),
+            Some("multitoken.db")
+        );
+        assert_eq!(file_of("sqlite::memory:"), None);
+        assert_eq!(file_of("postgres://u@h/db"), None);
+    }
+}

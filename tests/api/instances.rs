@@ -1,0 +1,211 @@
+//! Several instances on one PostgreSQL database, each with its own verification cache: a
+//! revocation through one must be refused by the others within one second.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement};
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp, spawn_app, test_settings};
+use multitoken::{entities::tokens, startup::Application};
+
+/// The issue's bound: a revocation reaches every other instance within this.
+const WITHIN: Duration = Duration::from_secs(1);
+
+/// A second instance on the first one's database, reached over HTTP only.
+struct OtherInstance {
+    port: u16,
+    handle: actix_web::dev::ServerHandle,
+    client: reqwest::Client,
+}
+
+impl OtherInstance {
+    async fn start(first: &TestApp) -> OtherInstance {
+        let application = Application::build(&test_settings(&first.database.url))
+            .await
+            .expect("a second instance starts on the same database");
+        let port = application.port();
+        let handle = application.handle();
+        tokio::spawn(application.run_until_stopped());
+        OtherInstance {
+            port,
+            handle,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn me_status(&self, key: &str) -> StatusCode {
+        self.client
+            .get(format!("http://127.0.0.1:{}/api/me/", self.port))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+            .status()
+    }
+
+    /// Polls until `key` is refused; how long that took, or a panic past the bound.
+    async fn time_until_refused(&self, key: &str, since: Instant, what: &str) -> Duration {
+        loop {
+            let status = self.me_status(key).await;
+            let elapsed = since.elapsed();
+            if status == StatusCode::UNAUTHORIZED {
+                return elapsed;
+            }
+            assert_eq!(status, StatusCode::OK, "{what}: unexpected answer");
+            assert!(
+                elapsed < WITHIN,
+                "{what}: the other instance still accepts the token after {elapsed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn postgres_or_skip() -> Option<Backend> {
+    let backend = Backend::postgres();
+    if backend.is_none() {
+        eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: multi-instance test skipped");
+    }
+    backend
+}
+
+/// Waits until `count` revocation listeners are subscribed on the test database.
+async fn wait_for_listeners(app: &TestApp, count: i64) {
+    let db = app.db().await;
+    let started = Instant::now();
+    loop {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let listening: i64 = row.try_get("", "n").unwrap();
+        if listening >= count {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{count} revocation listeners expected, {listening} subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Uses a fresh token on `other`, deletes its row behind the services' back and checks that
+/// `other` still accepts it: its cache is live, so what follows tests invalidation, not lookup.
+async fn assert_cache_live(app: &TestApp, other: &OtherInstance, session: &str, name: &str) {
+    let probe = app.create_token(session, name).await;
+    assert_eq!(other.me_status(&probe.key).await, StatusCode::OK);
+    let id: uuid::Uuid = probe.id.parse().unwrap();
+    tokens::Entity::delete_many()
+        .filter(tokens::Column::Id.eq(id))
+        .exec(&app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.me_status(&probe.key).await,
+        StatusCode::OK,
+        "the other instance's cache must be live (else this test proves nothing)"
+    );
+}
+
+#[tokio::test]
+async fn a_token_revoked_through_one_instance_is_refused_by_another_within_a_second() {
+    let Some(backend) = postgres_or_skip().await else {
+        return;
+    };
+    let a = spawn_app(backend).await;
+    let b = OtherInstance::start(&a).await;
+    wait_for_listeners(&a, 2).await;
+    let session = a.create_user("alice", false).await;
+    assert_cache_live(&a, &b, &session, "probe").await;
+
+    // One token, revoked by an admin through A.
+    let device = a.create_token(&session, "thermostat").await;
+    assert_eq!(
+        b.me_status(&device.key).await,
+        StatusCode::OK,
+        "cached on B"
+    );
+    let revoked = a
+        .delete(
+            &format!("/api/admin/tokens/{}/", device.id),
+            Some(&a.admin_key),
+        )
+        .await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let took = b
+        .time_until_refused(&device.key, Instant::now(), "revoked token")
+        .await;
+    eprintln!("revoked token refused by the other instance after {took:?}");
+
+    // A logout through A.
+    assert_eq!(b.me_status(&session).await, StatusCode::OK, "cached on B");
+    let logout = a.post("/api/logout/", Some(&session), json!({})).await;
+    assert_eq!(logout.status(), StatusCode::OK);
+    b.time_until_refused(&session, Instant::now(), "logged-out session")
+        .await;
+
+    // A whole user, deactivated through A.
+    let bob = a.create_user("bob", false).await;
+    let bobs_device = a.create_token(&bob, "car").await;
+    assert_eq!(
+        b.me_status(&bobs_device.key).await,
+        StatusCode::OK,
+        "cached on B"
+    );
+    let deactivated = a
+        .post(
+            "/api/admin/users/bob/deactivate/",
+            Some(&a.admin_key),
+            json!({}),
+        )
+        .await;
+    assert_eq!(deactivated.status(), StatusCode::OK);
+    b.time_until_refused(&bobs_device.key, Instant::now(), "deactivated user")
+        .await;
+    b.handle.stop(true).await;
+}
+
+#[tokio::test]
+async fn a_lost_listen_connection_never_leaves_a_revoked_token_cached() {
+    let Some(backend) = postgres_or_skip().await else {
+        return;
+    };
+    let a = spawn_app(backend).await;
+    let b = OtherInstance::start(&a).await;
+    wait_for_listeners(&a, 2).await;
+    let session = a.create_user("alice", false).await;
+    let device = a.create_token(&session, "thermostat").await;
+    assert_eq!(
+        b.me_status(&device.key).await,
+        StatusCode::OK,
+        "cached on B"
+    );
+
+    // Cut every listener, then revoke at once: B may miss the notification, never the revocation.
+    let db = a.db().await;
+    db.execute_unprepared(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .await
+    .unwrap();
+    let revoked = a
+        .delete(&format!("/api/tokens/{}/", device.id), Some(&session))
+        .await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    b.time_until_refused(&device.key, Instant::now(), "revoked while disconnected")
+        .await;
+
+    // The listeners come back, and so does B's cache.
+    wait_for_listeners(&a, 2).await;
+    assert_cache_live(&a, &b, &session, "probe after reconnecting").await;
+    b.handle.stop(true).await;
+}

@@ -1,0 +1,238 @@
+//! The shipped `docs/nginx.conf`, run by a real nginx in front of a small upstream: allowed
+//! requests reach it with the caller in headers, refused ones get 401 and never reach it.
+//! Skipped when nginx is missing, unless `MULTITOKEN_REQUIRE_NGINX` is set (CI sets it).
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, spawn_app};
+
+/// An nginx process in a temporary prefix, stopped with the test. It runs without a master
+/// process, so killing it leaves no worker behind.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn nginx_binary() -> Option<&'static str> {
+    ["nginx", "/usr/sbin/nginx"].into_iter().find(|binary| {
+        Command::new(binary)
+            .arg("-v")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Nginx {
+    /// `docs/nginx.conf` with its three addresses pointed at this test's servers.
+    fn start(binary: &str, multitoken_port: u16, backend_port: u16) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let shipped =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/nginx.conf"))
+                .expect("docs/nginx.conf is shipped");
+        for address in ["127.0.0.1:8080", "127.0.0.1:3000", "127.0.0.1:8000"] {
+            assert!(shipped.contains(address), "docs/nginx.conf names {address}");
+        }
+        let temp = dir.path().display();
+        // Everything nginx writes stays in the temporary folder.
+        let config = shipped
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{multitoken_port}"))
+            .replace("127.0.0.1:3000", &format!("127.0.0.1:{backend_port}"))
+            .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
+            .replacen(
+                "http {",
+                &format!(
+                    "http {{\n    access_log {temp}/access.log;\n    client_body_temp_path {temp}/body;\n    \
+                     proxy_temp_path {temp}/proxy;\n    fastcgi_temp_path {temp}/fastcgi;\n    \
+                     uwsgi_temp_path {temp}/uwsgi;\n    scgi_temp_path {temp}/scgi;\n"
+                ),
+                1,
+            );
+        let config_path = dir.path().join("nginx.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-g")
+            .arg(format!(
+                "daemon off; master_process off; pid {temp}/nginx.pid;"
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let mut nginx = Nginx { child, port, dir };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                panic!("nginx exited with {status}: {}", nginx.error_log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not listen: {}",
+                nginx.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        nginx
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// The user's own backend: echoes what it was told about the caller and counts requests.
+async fn start_backend(hits: Arc<AtomicUsize>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        let hits = hits.clone();
+        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let header = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .map(|value| value.to_str().unwrap_or("(not text)").to_owned())
+            };
+            let echo = json!({
+                "method": req.method().as_str(),
+                "path": req.path(),
+                "body": String::from_utf8_lossy(&body),
+                "user": header("X-Auth-User"),
+                "token_id": header("X-Auth-Token-Id"),
+                "token_name": header("X-Auth-Token-Name"),
+                "admin": header("X-Auth-Admin"),
+                "authorization": header("Authorization"),
+            });
+            async move { HttpResponse::Ok().json(echo) }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    port
+}
+
+#[tokio::test]
+async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_rest() {
+    let Some(binary) = nginx_binary() else {
+        assert!(
+            std::env::var_os("MULTITOKEN_REQUIRE_NGINX").is_none(),
+            "MULTITOKEN_REQUIRE_NGINX is set but nginx is not installed"
+        );
+        eprintln!("nginx is not installed: nginx integration test skipped");
+        return;
+    };
+    let app = spawn_app(Backend::Sqlite).await;
+    let session = app.create_user("alice", false).await;
+    let device = app.create_token(&session, "Küche 1").await;
+    let revoked = app.create_token(&session, "old").await;
+    app.delete(&format!("/api/tokens/{}/", revoked.id), Some(&session))
+        .await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let backend_port = start_backend(hits.clone()).await;
+    let multitoken_port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let nginx = Nginx::start(binary, multitoken_port, backend_port);
+    let client = reqwest::Client::new();
+
+    // Allowed: reaches the backend, with the caller named by nginx, not by the client.
+    let response = client
+        .get(nginx.url("/hello"))
+        .header("Authorization", format!("Token {}", device.key))
+        .header("X-Auth-User", "admin")
+        .header("X-Auth-Admin", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.error_log());
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["path"], "/hello");
+    assert_eq!(echo["user"], "alice", "forged headers are replaced: {echo}");
+    assert_eq!(echo["admin"], "false", "{echo}");
+    assert_eq!(echo["token_id"], device.id.as_str(), "{echo}");
+    assert_eq!(echo["token_name"], "K%C3%BCche%201", "{echo}");
+    assert_eq!(
+        echo["authorization"],
+        Value::Null,
+        "the key stops at nginx: {echo}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // A POST with a body: the check is still a GET, and the body still reaches the backend.
+    let response = client
+        .post(nginx.url("/submit"))
+        .bearer_auth(&session)
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.error_log());
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["body"], "payload");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // Refused: 401 from nginx, and the backend never sees the request.
+    for (what, key) in [
+        ("no key", None),
+        ("a revoked key", Some(revoked.key.as_str())),
+        ("a malformed key", Some("mt_bogus")),
+    ] {
+        let mut request = client.get(nginx.url("/hello"));
+        if let Some(key) = key {
+            request = request.header("Authorization", format!("Token {key}"));
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert!(
+            response.headers().get("WWW-Authenticate").is_some(),
+            "{what}: nginx passes on the scheme"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "refused requests must not reach the backend"
+    );
+}
