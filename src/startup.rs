@@ -154,8 +154,8 @@ pub struct Application {
     background: Background,
 }
 
-/// The tasks that run beside the server: the revocation listener (PostgreSQL) and the
-/// `last_used_at` writer.
+/// The tasks that run beside the server: the revocation listener (PostgreSQL), the
+/// `last_used_at` writer and the expired-token sweeper.
 struct Background {
     verifier: Arc<Verifier>,
     last_used: Arc<LastUsed>,
@@ -177,11 +177,14 @@ impl Background {
             last_used.clone(),
             services::sqlite_lookup::file_of(&settings.database_url),
         ));
-        let mut tasks = vec![tokio::spawn(last_used::flush_every(
-            settings.last_used_flush,
-            last_used.clone(),
-            db.clone(),
-        ))];
+        let mut tasks = vec![
+            spawn_expiry_sweeper(db.clone(), settings.expiry_sweep_interval),
+            tokio::spawn(last_used::flush_every(
+                settings.last_used_flush,
+                last_used.clone(),
+                db.clone(),
+            )),
+        ];
         if on_postgres && settings.verify_cache > 0 {
             tasks.push(tokio::spawn(verification::listen(
                 settings.database_url.clone(),
@@ -257,7 +260,6 @@ impl Application {
             session_idle: settings.session_idle,
             verifier: background.verifier.clone(),
         });
-        spawn_expiry_sweeper(state.db.clone(), settings.expiry_sweep_interval);
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             address: settings.bind.to_string(),
             source,
@@ -302,7 +304,7 @@ impl Application {
 
 /// Removes tokens that expired more than a day ago, now and then, recording each as expired.
 /// Instances sharing a database may sweep at once: each row is deleted (and recorded) only once.
-fn spawn_expiry_sweeper(db: DatabaseConnection, every: Duration) {
+fn spawn_expiry_sweeper(db: DatabaseConnection, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -312,7 +314,7 @@ fn spawn_expiry_sweeper(db: DatabaseConnection, every: Duration) {
                 log::warn!("expired-token sweep failed: {e:?}");
             }
         }
-    });
+    })
 }
 
 fn run(
