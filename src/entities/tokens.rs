@@ -41,6 +41,16 @@ pub enum TokenKind {
     Device,
 }
 
+impl TokenKind {
+    /// The word stored in the database (the `string_value`s above), for people to read too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Session => "session",
+            TokenKind::Device => "device",
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
     #[sea_orm(

@@ -15,6 +15,7 @@ use std::{cell::RefCell, collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, types::ValueRef};
+use sea_orm::ActiveEnum;
 use uuid::Uuid;
 
 use super::{
@@ -119,11 +120,9 @@ fn open(path: &str) -> Result<Connection, Unanswered> {
 }
 
 fn decode(row: &Row<'_>) -> Result<(tokens::Model, users::Model), Unanswered> {
-    let kind = match row.get_ref(3)?.as_str()? {
-        "session" => TokenKind::Session,
-        "device" => TokenKind::Device,
-        other => return Err(Unanswered(format!("unknown token kind {other:?}"))),
-    };
+    let stored: String = row.get(3)?;
+    let kind = TokenKind::try_from_value(&stored)
+        .map_err(|_| Unanswered(format!("unknown token kind {stored:?}")))?;
     let token = tokens::Model {
         id: uuid_at(row, 0)?,
         user_id: uuid_at(row, 1)?,

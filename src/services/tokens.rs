@@ -248,15 +248,11 @@ where
         Some(at) => format!("expires {}", at.format("%Y-%m-%d %H:%M UTC")),
         None => "never expires".to_owned(),
     };
-    let kind = match token.kind {
-        TokenKind::Session => "session",
-        TokenKind::Device => "device",
-    };
     audit::record(
         &txn,
         actor,
         Event::new(Action::TokenCreated, Target::token(&token, &user.username))
-            .with_detail(format!("{kind}, {expiry}")),
+            .with_detail(format!("{}, {expiry}", token.kind.as_str())),
     )
     .await?;
     txn.commit().await?;

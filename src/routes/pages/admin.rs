@@ -10,7 +10,7 @@ use super::{
     Layout, RevealedKey, back_with, done,
     extract::{CsrfForm, SignedIn, SignedInAdmin},
     format, render,
-    tokens::{ConfirmForm, ConfirmPage, TokenRow, kind_label, signed_out_by_own_hand},
+    tokens::{ConfirmForm, ConfirmPage, TokenRow, signed_out_by_own_hand},
 };
 use crate::{
     auth::session::FlashLevel,
@@ -319,7 +319,7 @@ pub async fn tokens_page(
         (Vec::new(), 0, Pager::new(None, 0, String::new()))
     } else {
         let total = tokens::count_all(&state.db, &filter).await?;
-        let kind_code = kind.map(kind_label).unwrap_or_default();
+        let kind_code = kind.map(TokenKind::as_str).unwrap_or_default();
         let link_query =
             serde_urlencoded::to_string([("user", user.as_str()), ("kind", kind_code)])
                 .unwrap_or_default();
@@ -342,7 +342,7 @@ pub async fn tokens_page(
     render(&AdminTokensPage {
         layout: Layout::signed_in(&admin, "admin-tokens"),
         tokens,
-        kind: kind.map(kind_label).unwrap_or_default().to_owned(),
+        kind: kind.map(TokenKind::as_str).unwrap_or_default().to_owned(),
         user,
         total,
         pager,
@@ -365,7 +365,7 @@ pub async fn revoke_token_page(
         heading: "Revoke token".into(),
         question: format!(
             "Revoke the {} token \u{201c}{}\u{201d} ({}…) of {}?",
-            kind_label(token.kind),
+            token.kind.as_str(),
             token.name,
             token.key_prefix,
             owner.username

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     auth::session::FlashLevel,
-    entities::tokens::{Model as Token, TokenKind},
+    entities::tokens::Model as Token,
     error::WebError,
     services::{
         Invalid, now,
@@ -46,7 +46,7 @@ impl TokenRow {
     pub fn new(token: Token, at: DateTime<Utc>, current: Option<Uuid>) -> TokenRow {
         TokenRow {
             id: token.id,
-            kind: kind_label(token.kind),
+            kind: token.kind.as_str(),
             prefix: token.key_prefix.clone(),
             created: format::relative(token.created_at, at),
             created_exact: format::exact(token.created_at),
@@ -59,13 +59,6 @@ impl TokenRow {
             owner: String::new(),
             name: token.name,
         }
-    }
-}
-
-pub fn kind_label(kind: TokenKind) -> &'static str {
-    match kind {
-        TokenKind::Session => "session",
-        TokenKind::Device => "device",
     }
 }
 
@@ -238,7 +231,7 @@ pub async fn delete_token_page(
         heading: "Delete token".into(),
         question: format!(
             "Delete the {} token \u{201c}{}\u{201d} ({}…)?",
-            kind_label(token.kind),
+            token.kind.as_str(),
             token.name,
             token.key_prefix
         ),
