@@ -229,21 +229,19 @@ pub async fn count(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     audit_events::Entity::find().count(db).await
 }
 
-/// One page of the log, newest first, and the number of events in all.
+/// One page of the log, newest first.
 pub async fn page(
     db: &impl ConnectionTrait,
     limit: u64,
     offset: u64,
-) -> Result<(Vec<audit_events::Model>, u64), DbErr> {
-    let total = audit_events::Entity::find().count(db).await?;
-    let events = audit_events::Entity::find()
+) -> Result<Vec<audit_events::Model>, DbErr> {
+    audit_events::Entity::find()
         .order_by_desc(audit_events::Column::OccurredAt)
         .order_by_desc(audit_events::Column::Id)
         .limit(limit)
         .offset(offset)
         .all(db)
-        .await?;
-    Ok((events, total))
+        .await
 }
 
 #[cfg(test)]

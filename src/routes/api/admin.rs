@@ -315,7 +315,7 @@ pub async fn list_audit_events(
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let offset = u64::from(query.offset.unwrap_or(0));
-    let (events, _) = audit::page(&state.db, u64::from(limit), offset)
+    let events = audit::page(&state.db, u64::from(limit), offset)
         .await
         .map_err(ApiError::internal)?;
     let body: Vec<AuditEventResponse> = events

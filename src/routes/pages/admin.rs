@@ -471,7 +471,7 @@ pub async fn audit_page(
     let total = audit::count(&state.db).await?;
     // Clamped before use: a page past the end shows the last one, a huge number no error.
     let pager = Pager::new(query.page, total, String::new());
-    let (events, _) = audit::page(&state.db, PAGE_SIZE, pager.offset()).await?;
+    let events = audit::page(&state.db, PAGE_SIZE, pager.offset()).await?;
     let at = now();
     render(&AuditPage {
         layout: Layout::signed_in(&admin, "audit"),
