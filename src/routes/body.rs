@@ -37,7 +37,19 @@ fn declared_length(req: &HttpRequest) -> Option<usize> {
         .ok()
 }
 
-pub(crate) async fn read_limited(mut payload: Payload) -> Result<BytesMut, ApiError> {
+/// The whole body, or 413 when it declares or turns out to be larger than the limit. Shared by
+/// the API's bodies and the web UI's forms.
+pub(crate) async fn read_bounded(
+    req: &HttpRequest,
+    payload: Payload,
+) -> Result<BytesMut, ApiError> {
+    if declared_length(req).is_some_and(|length| length > API_BODY_LIMIT) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    read_limited(payload).await
+}
+
+async fn read_limited(mut payload: Payload) -> Result<BytesMut, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk
@@ -71,13 +83,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let format = format_of(req);
-        let too_large = declared_length(req).is_some_and(|length| length > API_BODY_LIMIT);
+        let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            if too_large {
-                return Err(ApiError::PayloadTooLarge);
-            }
-            let body = read_limited(payload).await?;
+            let body = read_bounded(&req, payload).await?;
             decode(format, &body).map(JsonOrForm)
         })
     }

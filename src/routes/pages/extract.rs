@@ -11,8 +11,8 @@ use crate::{
         extract::ClientAddress,
         session::{FlashLevel, WebSession},
     },
-    error::{API_BODY_LIMIT, ApiError, WebError},
-    routes::body::read_limited,
+    error::{ApiError, WebError},
+    routes::body::read_bounded,
     services::{
         audit::Actor,
         now,
@@ -173,16 +173,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let too_large = req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok())
-                .is_some_and(|length| length > API_BODY_LIMIT);
-            if too_large {
-                return Err(WebError::PayloadTooLarge);
-            }
-            let body = read_limited(payload).await.map_err(|e| match e {
+            let body = read_bounded(&req, payload).await.map_err(|e| match e {
                 ApiError::PayloadTooLarge => WebError::PayloadTooLarge,
                 other => WebError::BadRequest(other.to_string()),
             })?;
