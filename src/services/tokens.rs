@@ -457,6 +457,24 @@ where
     Ok(deleted)
 }
 
+/// Ends a session (logout, idle time-out, a sign-in replaced): `delete_own`, except that a token
+/// already gone, revoked meanwhile by someone else, counts as ended.
+pub async fn end_session<C>(
+    db: &C,
+    actor: &Actor,
+    owner: &users::Model,
+    id: Uuid,
+    why: Removal,
+) -> Result<(), TokenError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    match delete_own(db, actor, owner, id, why).await {
+        Ok(_) | Err(TokenError::NotFound) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Which of a user's tokens "sign out everywhere" removes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Everywhere {

@@ -184,19 +184,8 @@ async fn delete_presented_token(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.actor();
     let ApiUser(caller, _) = caller;
-    match tokens::delete_own(
-        &state.db,
-        &actor,
-        &caller.user,
-        caller.token.id,
-        Removal::LoggedOut,
-    )
-    .await
-    {
-        // Revoked by someone else between authentication and now: logged out all the same.
-        Ok(_) | Err(tokens::TokenError::NotFound) => {}
-        Err(other) => return Err(other.into()),
-    }
+    let why = Removal::LoggedOut;
+    tokens::end_session(&state.db, &actor, &caller.user, caller.token.id, why).await?;
     Ok(HttpResponse::Ok().json(DetailResponse {
         detail: "User successfully logged out".into(),
     }))

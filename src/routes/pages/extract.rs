@@ -85,17 +85,8 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
     {
         // Idle too long: end the session token too, so a copied cookie is worthless.
         let actor = Actor::user(&auth.user, address.0.clone());
-        let ended = tokens::delete_own(
-            &state.db,
-            &actor,
-            &auth.user,
-            auth.token.id,
-            Removal::IdleTimeout,
-        );
-        match ended.await {
-            Ok(_) | Err(tokens::TokenError::NotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let why = Removal::IdleTimeout;
+        tokens::end_session(&state.db, &actor, &auth.user, auth.token.id, why).await?;
         session.end();
         session.flash(
             FlashLevel::Error,

@@ -134,19 +134,9 @@ async fn end_previous_sign_in(
         return Ok(()); // Already revoked or expired.
     };
     let actor = Actor::user(&previous.user, client.0.clone());
-    let removal = Removal::LoggedOut;
-    match tokens::delete_own(
-        &state.db,
-        &actor,
-        &previous.user,
-        previous.token.id,
-        removal,
-    )
-    .await
-    {
-        Ok(_) | Err(tokens::TokenError::NotFound) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    let why = Removal::LoggedOut;
+    tokens::end_session(&state.db, &actor, &previous.user, previous.token.id, why).await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -160,19 +150,8 @@ pub async fn logout(
     _form: CsrfForm<LogoutForm>,
 ) -> Result<HttpResponse, WebError> {
     let actor = user.actor();
-    let ended = tokens::delete_own(
-        &state.db,
-        &actor,
-        &user.auth.user,
-        user.auth.token.id,
-        Removal::LoggedOut,
-    )
-    .await;
-    match ended {
-        // Revoked meanwhile by someone else: signed out all the same.
-        Ok(_) | Err(tokens::TokenError::NotFound) => {}
-        Err(e) => return Err(e.into()),
-    }
+    let why = Removal::LoggedOut;
+    tokens::end_session(&state.db, &actor, &user.auth.user, user.auth.token.id, why).await?;
     user.session.end();
     user.session
         .flash(FlashLevel::Success, "You have signed out.");
