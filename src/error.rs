@@ -203,16 +203,9 @@ impl ResponseError for WebError {
             log::error!("internal error: {cause}");
         }
         if let WebError::SignInRequired { next } = self {
-            let location = match next {
-                Some(next) => format!(
-                    "/login?{}",
-                    serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
-                ),
-                None => "/login".to_owned(),
-            };
-            return HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, location))
-                .finish();
+            return crate::routes::pages::see_other(&crate::routes::pages::sign_in_url(
+                next.as_deref(),
+            ));
         }
         crate::routes::pages::error_page(self.status_code(), self.title(), &self.to_string())
     }

@@ -98,6 +98,17 @@ pub fn render(page: &impl Template) -> Result<HttpResponse, WebError> {
         .body(html))
 }
 
+/// The sign-in page, coming back to `next` afterwards.
+pub fn sign_in_url(next: Option<&str>) -> String {
+    match next {
+        Some(next) => format!(
+            "/login?{}",
+            serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
+        ),
+        None => "/login".to_owned(),
+    }
+}
+
 /// After a POST: go to `to` with a GET.
 pub fn see_other(to: &str) -> HttpResponse {
     HttpResponse::SeeOther()

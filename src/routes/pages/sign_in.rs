@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::{
     Layout, back_with, done,
     extract::{CsrfForm, SignedIn},
-    render, see_other,
+    render, see_other, sign_in_url,
 };
 use crate::{
     auth::{
@@ -29,7 +29,7 @@ use crate::{
 #[get("/")]
 pub async fn home(session: WebSession) -> HttpResponse {
     if session.token_key().is_some() {
-        see_other("/tokens")
+        see_other(DEFAULT_NEXT)
     } else {
         see_other("/login")
     }
@@ -47,6 +47,9 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
+/// Where a sign-in leads when nothing else was asked for.
+const DEFAULT_NEXT: &str = "/tokens";
+
 /// Only a path on this site: `/tokens?x=1`, never `//evil.example` or `https://…`.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
@@ -58,7 +61,7 @@ fn safe_next(next: Option<&str>) -> &str {
         {
             path
         }
-        _ => "/tokens",
+        _ => DEFAULT_NEXT,
     }
 }
 
@@ -93,13 +96,8 @@ pub async fn login(
 ) -> Result<HttpResponse, WebError> {
     let form = form.0;
     let next = safe_next(form.next.as_deref()).to_owned();
-    let retry = match next.as_str() {
-        "/tokens" => "/login".to_owned(),
-        next => format!(
-            "/login?{}",
-            serde_urlencoded::to_string([("next", next)]).unwrap_or_default()
-        ),
-    };
+    // Back to the form, keeping where to go afterwards unless that is the default.
+    let retry = sign_in_url(Some(next.as_str()).filter(|next| *next != DEFAULT_NEXT));
     let caller = client.anonymous();
     let user = match users::authenticate(&state.db, &caller, &form.username, form.password).await {
         Ok(user) => user,
