@@ -24,6 +24,8 @@ use crate::{
 };
 
 pub const TOKEN_NAME_MAX_CHARS: usize = 64;
+/// A token may live at most this long when it expires at all (100 years), however it is asked for.
+pub const MAX_LIFETIME_DAYS: u32 = 36_500;
 /// How long an expired token stays, answering "Token has expired", before issuance clears it away.
 const EXPIRED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::days(1);
 

@@ -14,13 +14,10 @@ use crate::{
     routes::body::JsonOrForm,
     services::{
         Invalid,
-        tokens::{self, NewToken, TokenName},
+        tokens::{self, MAX_LIFETIME_DAYS, NewToken, TokenName},
     },
     startup::AppState,
 };
-
-/// A token may live at most this long when it expires at all (100 years).
-const MAX_EXPIRES_IN_DAYS: u32 = 36_500;
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewTokenRequest {
@@ -36,11 +33,11 @@ impl NewTokenRequest {
         let name = TokenName::parse(&self.name)?;
         let lifetime = match self.expires_in_days {
             None => None,
-            Some(days @ 1..=MAX_EXPIRES_IN_DAYS) => Some(chrono::TimeDelta::days(i64::from(days))),
+            Some(days @ 1..=MAX_LIFETIME_DAYS) => Some(chrono::TimeDelta::days(i64::from(days))),
             Some(_) => {
                 return Err(Invalid::new(
                     "expires_in_days",
-                    format!("must be 1 to {MAX_EXPIRES_IN_DAYS}"),
+                    format!("must be 1 to {MAX_LIFETIME_DAYS}"),
                 ));
             }
         };

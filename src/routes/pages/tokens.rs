@@ -18,7 +18,7 @@ use crate::{
     error::WebError,
     services::{
         Invalid, now,
-        tokens::{self, NewToken, Removal, TokenName},
+        tokens::{self, MAX_LIFETIME_DAYS, NewToken, Removal, TokenName},
     },
     startup::AppState,
 };
@@ -119,9 +119,6 @@ pub struct NewTokenForm {
     expires_on: String,
 }
 
-/// Latest expiry date accepted: a hundred years.
-const MAX_LIFETIME_DAYS: i64 = 36_500;
-
 impl NewTokenForm {
     fn validate(self, at: DateTime<Utc>) -> Result<NewToken, Invalid> {
         let name = TokenName::parse(&self.name)?;
@@ -146,7 +143,7 @@ fn until_end_of(date: &str, at: DateTime<Utc>) -> Result<TimeDelta, Invalid> {
     let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
         .map_err(|_| Invalid::new("expiry_date", "must be a date such as 2027-03-31"))?;
     let today = at.date_naive();
-    if date < today || (date - today).num_days() > MAX_LIFETIME_DAYS {
+    if date < today || (date - today).num_days() > i64::from(MAX_LIFETIME_DAYS) {
         return Err(Invalid::new(
             "expiry_date",
             "must be today or later, and within a hundred years",
