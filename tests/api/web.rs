@@ -7,7 +7,9 @@ use reqwest::{StatusCode, header};
 use sea_orm::ConnectionTrait;
 
 use crate::audit::audit_log;
-use crate::helpers::{ADMIN_PASSWORD, Backend, PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ADMIN_PASSWORD, Backend, PASSWORD, TestApp, spawn_app, spawn_app_with, status_and_json,
+};
 use crate::on_both_backends;
 
 /// A browser: keeps cookies, does not follow redirects, remembers the last page's CSRF token.
@@ -232,21 +234,7 @@ async fn signed_out_visitors_are_sent_to_the_sign_in_page(backend: Backend) {
         .assert_redirect("/tokens", "/ when signed in");
 
     // Signing in again over a sign-in replaces its session token instead of leaving it behind.
-    let count_browser_sessions = || async {
-        let listed: serde_json::Value = app
-            .get("/api/tokens/", Some(&app.admin_key))
-            .await
-            .json()
-            .await
-            .unwrap();
-        listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|t| t["name"].as_str().unwrap().starts_with("browser "))
-            .count()
-    };
-    assert_eq!(count_browser_sessions().await, 1);
+    assert_eq!(browser_sessions(&app, "admin").await.len(), 1);
     browser.get("/tokens").await;
     browser
         .post(
@@ -256,7 +244,7 @@ async fn signed_out_visitors_are_sent_to_the_sign_in_page(backend: Backend) {
         .await
         .assert_redirect("/tokens", "signed in again");
     assert_eq!(
-        count_browser_sessions().await,
+        browser_sessions(&app, "admin").await.len(),
         1,
         "the old browser session was ended"
     );
@@ -302,15 +290,10 @@ async fn signing_in_starts_a_browser_session_that_shows_as_a_token(backend: Back
         !again.body.contains("Signed in as admin."),
         "a flash shows once"
     );
-    let listed = app.get("/api/tokens/", Some(&app.admin_key)).await;
-    let listed: serde_json::Value = listed.json().await.unwrap();
+    let listed = browser_sessions(&app, "admin").await;
     assert!(
-        listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["name"].as_str().unwrap().starts_with("browser ")),
-        "the web sign-in is a session token named 'browser …': {listed}"
+        !listed.is_empty(),
+        "the web sign-in is a session token named 'browser …': {listed:?}"
     );
 }
 
@@ -1054,20 +1037,9 @@ async fn a_revoked_or_idle_browser_session_is_signed_out(backend: Backend) {
     .await;
     app.create_user("quinn", false).await;
     let mut revoked = Browser::signed_in(&app, "quinn", PASSWORD).await;
-    let listed: serde_json::Value = app
-        .get(
-            "/api/admin/tokens/?user=quinn&kind=session",
-            Some(&app.admin_key),
-        )
+    let browser_token = browser_sessions(&app, "quinn")
         .await
-        .json()
-        .await
-        .unwrap();
-    let browser_token = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"].as_str().unwrap().starts_with("browser "))
+        .first()
         .expect("the web sign-in's token")["id"]
         .as_str()
         .unwrap()
@@ -1182,6 +1154,20 @@ async fn a_sign_in_survives_a_restart_with_the_same_secret_key(backend: Backend)
         "/login?next=%2Ftokens",
         "a cookie under another key is worthless",
     );
+}
+
+/// The session tokens of `username`'s web sign-ins ("browser …"), through the admin API.
+async fn browser_sessions(app: &TestApp, username: &str) -> Vec<serde_json::Value> {
+    let path = format!("/api/admin/tokens/?user={username}&kind=session");
+    let (status, listed) = status_and_json(app.get(&path, Some(&app.admin_key)).await).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap().starts_with("browser "))
+        .cloned()
+        .collect()
 }
 
 /// The last `/admin/users/<uuid>` id on the row of `username`.
