@@ -498,6 +498,23 @@ pub async fn delete_all_own<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
+    let txn = db.begin().await?;
+    let count = delete_all_own_in(&txn, actor, owner, scope).await?;
+    txn.commit().await?;
+    if count > 0 {
+        verification::revoked(db, Revocation::User(owner.id)).await;
+    }
+    Ok(count)
+}
+
+/// `delete_all_own` inside a caller's transaction, which announces the revocation itself once
+/// committed (an announcement from inside could let a request re-cache a token still visible).
+pub async fn delete_all_own_in(
+    txn: &impl ConnectionTrait,
+    actor: &Actor,
+    owner: &users::Model,
+    scope: Everywhere,
+) -> Result<u64, TokenError> {
     let mut query = tokens::Entity::delete_many().filter(tokens::Column::UserId.eq(owner.id));
     match scope {
         Everywhere::Sessions => query = query.filter(tokens::Column::Kind.eq(TokenKind::Session)),
@@ -508,15 +525,14 @@ where
         }
         Everywhere::AllTokens => {}
     }
-    let txn = db.begin().await?;
-    let removed = query.exec_with_returning(&txn).await?;
+    let removed = query.exec_with_returning(txn).await?;
     let count = removed.len() as u64;
     let detail = match scope {
         Everywhere::AllTokens => "all tokens revoked",
         _ => "signed out everywhere",
     };
     record_removed(
-        &txn,
+        txn,
         actor,
         Action::TokenRevoked,
         removed,
@@ -524,8 +540,6 @@ where
         Some(detail),
     )
     .await?;
-    txn.commit().await?;
-    verification::revoked(db, Revocation::User(owner.id)).await;
     log::info!(
         "user {} logged out everywhere: {count} tokens deleted",
         owner.id

@@ -295,14 +295,12 @@ pub async fn change_password(
     let signed_out = match sign_out_others {
         Some(kept) => {
             let scope = tokens::Everywhere::SessionsExcept(kept);
-            tokens::delete_all_own(&txn, actor, user, scope).await?
+            tokens::delete_all_own_in(&txn, actor, user, scope).await?
         }
         None => 0,
     };
     txn.commit().await?;
     if signed_out > 0 {
-        // Again after the commit: the announcement made inside the transaction may have let a
-        // concurrent request re-cache a session before the deletion became visible.
         verification::revoked(db, Revocation::User(user.id)).await;
     }
     log::info!("password changed for user {}", user.id);

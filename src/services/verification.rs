@@ -91,9 +91,9 @@ pub fn serve_on_this_thread(verifier: Arc<Verifier>) {
     WORKER_VERIFIER.with(|slot| *slot.borrow_mut() = Some(verifier));
 }
 
-/// Announces a revocation that `db` has just made (or, inside a transaction, will make at commit):
-/// this worker's cache forgets it now, other instances when PostgreSQL delivers the notification.
-/// Call it only after the change is committed, or within the transaction that makes it.
+/// Announces a revocation that `db` has just committed: this worker's cache forgets it now, other
+/// instances when PostgreSQL delivers the notification. Never call it inside the transaction that
+/// makes the change: the cache would forget a token other requests can still read, and re-cache it.
 ///
 /// LOUD: every function that deletes tokens or changes a user's standing must end with this call,
 /// or cached verifications keep answering for the revoked token until the cache's time-to-live.
