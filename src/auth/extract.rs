@@ -67,7 +67,9 @@ pub fn key_from_authorization(value: &str) -> Option<&str> {
     (known && !key.is_empty()).then_some(key)
 }
 
-async fn authenticate(req: HttpRequest) -> Result<Authenticated, ApiError> {
+/// The caller behind the request's `Authorization` header, through the verification cache. The
+/// one way the API (extractors and forward-auth alike) checks a presented key.
+pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("AppState missing from the app"))?;
@@ -87,7 +89,7 @@ impl FromRequest for ApiUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let caller = authenticate(req.clone()).await?;
+            let caller = authenticate(&req).await?;
             Ok(ApiUser(caller, ClientAddress::of(&req)))
         })
     }
@@ -100,7 +102,7 @@ impl FromRequest for AdminUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let caller = authenticate(req.clone()).await?;
+            let caller = authenticate(&req).await?;
             if !caller.user.is_admin {
                 log::debug!("admin route refused to user {}", caller.user.id);
                 return Err(ApiError::Forbidden("admin rights required".into()));

@@ -44,7 +44,7 @@ use super::{
 use crate::auth::key::TokenKey;
 
 /// The PostgreSQL notification channel revocations are announced on.
-pub const CHANNEL: &str = "multitoken_revocations";
+const CHANNEL: &str = "multitoken_revocations";
 /// How long to wait before trying to listen again after the connection failed.
 const RELISTEN_AFTER: Duration = Duration::from_millis(500);
 
@@ -310,11 +310,6 @@ impl Verifier {
         self.invalidate(Revocation::All);
         self.trusted.store(trusted, SeqCst);
         self.invalidate(Revocation::All);
-    }
-
-    /// Entries currently held (approximate; for tests and diagnostics).
-    pub fn cached_entries(&self) -> u64 {
-        self.cache.as_ref().map_or(0, |cache| cache.entry_count())
     }
 }
 
