@@ -19,9 +19,9 @@ use crate::{
     config::{SecretKey, Settings},
     routes,
     services::{
-        self, Policy,
+        Policy,
         last_used::{self, LastUsed},
-        tokens,
+        sqlite_lookup, tokens,
         users::{self, Bootstrap},
         verification::{self, Verifier, VerifierConfig},
     },
@@ -100,15 +100,9 @@ pub async fn connect_and_migrate(database_url: &str) -> Result<DatabaseConnectio
 /// through an exclusive lock on a file beside the database. Not the database file itself: closing
 /// any other handle on it would drop SQLite's own locks.
 async fn lock_sqlite_migrations(database_url: &str) -> Result<Option<std::fs::File>, DbErr> {
-    let path = database_url
-        .trim_start_matches("sqlite:")
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
+    let Some(path) = sqlite_lookup::file_of(database_url) else {
         return Ok(None);
-    }
+    };
     let lock_path = format!("{path}.migrate-lock");
     let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
         let file = std::fs::OpenOptions::new()
@@ -175,7 +169,7 @@ impl Background {
             &config,
             on_postgres,
             last_used.clone(),
-            services::sqlite_lookup::file_of(&settings.database_url),
+            sqlite_lookup::file_of(&settings.database_url),
         ));
         let mut tasks = vec![
             spawn_expiry_sweeper(db.clone(), settings.expiry_sweep_interval),
