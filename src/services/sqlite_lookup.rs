@@ -18,16 +18,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, types::ValueRef};
 use sea_orm::ActiveEnum;
 use uuid::Uuid;
 
-use super::{
-    now,
-    tokens::{AuthError, Authenticated},
-};
-use crate::{
-    auth::key::TokenKey,
-    entities::{
-        tokens::{self, TokenKind},
-        users,
-    },
+use super::tokens::{self as tokens_service, AuthError, Authenticated};
+use crate::entities::{
+    tokens::{self, TokenKind},
+    users,
 };
 
 const LOOKUP: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_digest, t.key_prefix, \
@@ -66,17 +60,16 @@ pub fn authenticate(
     path: &str,
     presented: &str,
 ) -> Result<Result<Authenticated, AuthError>, Unanswered> {
-    let Ok(key) = TokenKey::parse(presented) else {
-        log::debug!("token refused before lookup");
-        return Ok(Err(AuthError::Invalid));
+    let digest = match tokens_service::presented_digest(presented) {
+        Ok(digest) => digest,
+        Err(refused) => return Ok(Err(refused)),
     };
-    let digest = key.digest();
     let found = CONNECTIONS.with(|connections| -> Result<_, Unanswered> {
         let mut connections = connections.borrow_mut();
-        let connection = match connections.entry(path.to_owned()) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(open(path)?),
-        };
+        if !connections.contains_key(path) {
+            connections.insert(path.to_owned(), open(path)?);
+        }
+        let connection = connections.get_mut(path).ok_or("connection just opened")?;
         let mut statement = connection.prepare_cached(LOOKUP)?;
         let row = statement
             .query_row([digest.to_hex()], |row| Ok(decode(row)))
@@ -92,19 +85,7 @@ pub fn authenticate(
             return Err(error);
         }
     };
-    // The index found the row by digest; this constant-time check is the one that decides.
-    if !digest.matches_hex(&token.key_digest) {
-        return Ok(Err(AuthError::Invalid));
-    }
-    if token.is_expired_at(now()) {
-        log::debug!("token {} refused: expired", token.id);
-        return Ok(Err(AuthError::Expired));
-    }
-    if !user.is_active {
-        log::debug!("token {} refused: user {} inactive", token.id, user.id);
-        return Ok(Err(AuthError::InactiveUser));
-    }
-    Ok(Ok(Authenticated { user, token }))
+    Ok(tokens_service::accept(&digest, token, Some(user)))
 }
 
 fn open(path: &str) -> Result<Connection, Unanswered> {
@@ -170,6 +151,7 @@ fn time_at(row: &Row<'_>, index: usize) -> Result<Option<DateTime<Utc>>, Unanswe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::key::TokenKey;
     use crate::services::{Policy, tokens as token_service, users as user_service};
 
     /// The fast path falls back silently on anything unexpected, so only a direct comparison

@@ -16,7 +16,7 @@ use super::{
     verification::{self, Revocation},
 };
 use crate::{
-    auth::key::{KEY_PREFIX, TokenKey},
+    auth::key::{KEY_PREFIX, KeyDigest, TokenKey},
     entities::{
         tokens::{self, TokenKind},
         users,
@@ -323,23 +323,39 @@ pub async fn authenticate(
     db: &impl ConnectionTrait,
     presented: &str,
 ) -> Result<Authenticated, AuthError> {
-    let key = TokenKey::parse(presented).map_err(|reason| {
-        log::debug!("token refused before lookup: {reason:?}");
-        AuthError::Invalid
-    })?;
-    let digest = key.digest();
+    let digest = presented_digest(presented)?;
     let (token, user) = tokens::Entity::find()
         .filter(tokens::Column::KeyDigest.eq(digest.to_hex()))
         .find_also_related(users::Entity)
         .one(db)
         .await?
         .ok_or(AuthError::Invalid)?;
+    accept(&digest, token, user)
+}
+
+/// The digest of a presented key, checked for shape and checksum first: a mistyped key never
+/// costs a lookup.
+pub fn presented_digest(presented: &str) -> Result<KeyDigest, AuthError> {
+    let key = TokenKey::parse(presented).map_err(|reason| {
+        log::debug!("token refused before lookup: {reason:?}");
+        AuthError::Invalid
+    })?;
+    Ok(key.digest())
+}
+
+/// The checks after a lookup by digest, wherever the row came from (the pool, or the direct
+/// SQLite read): digest, expiry, owner's state. The password hash is dropped: nothing past this
+/// point needs it, and verifications are kept in memory.
+pub fn accept(
+    digest: &KeyDigest,
+    token: tokens::Model,
+    user: Option<users::Model>,
+) -> Result<Authenticated, AuthError> {
     // The index found the row by digest; this constant-time check is the one that decides.
     if !digest.matches_hex(&token.key_digest) {
         return Err(AuthError::Invalid);
     }
-    let at = now();
-    if token.is_expired_at(at) {
+    if token.is_expired_at(now()) {
         log::debug!("token {} refused: expired", token.id);
         return Err(AuthError::Expired);
     }
