@@ -152,7 +152,6 @@ pub struct Application {
 /// `last_used_at` writer and the expired-token sweeper.
 struct Background {
     verifier: Arc<Verifier>,
-    last_used: Arc<LastUsed>,
     database_url: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -187,7 +186,6 @@ impl Background {
         }
         Background {
             verifier,
-            last_used,
             database_url: settings.database_url.clone(),
             tasks,
         }
@@ -201,7 +199,7 @@ impl Background {
         // runtimes, which have just shut down ("a Tokio context … is being shutdown").
         let written = match connect(&self.database_url).await {
             Ok(db) => {
-                let written = self.last_used.flush(&db).await;
+                let written = self.verifier.last_used().flush(&db).await;
                 db.close().await.ok();
                 written
             }

@@ -67,12 +67,13 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::introspect::introspect_token);
 }
 
-/// Serves the OpenAPI document collected from the handlers, serialized once per worker.
+/// Serves the OpenAPI document collected from the handlers, serialized once per worker (and
+/// shared, not copied, by each answer).
 pub fn openapi_document(api: utoipa::openapi::OpenApi) -> actix_web::Resource {
-    let body = api.to_json().unwrap_or_else(|e| {
+    let body = web::Bytes::from(api.to_json().unwrap_or_else(|e| {
         log::error!("OpenAPI document did not serialize: {e}");
         "{}".to_owned()
-    });
+    }));
     web::resource("/api/openapi.json").route(web::get().to(move || {
         let body = body.clone();
         async move {
