@@ -148,6 +148,9 @@ pub struct Verifier {
     /// Recent revocations of one token or one user, with their generation. Kept for one TTL:
     /// every entry they could concern has expired by then.
     marks: Mutex<HashMap<Subject, Mark>>,
+    /// The newest generation among `marks`: an entry at least this new needs no look at them, so
+    /// most cache hits never take the lock.
+    latest_mark: AtomicU64,
     /// False while revocations from other instances could be missed (PostgreSQL with no
     /// `LISTEN` connection): the cache is then bypassed.
     trusted: AtomicBool,
@@ -177,6 +180,7 @@ impl Verifier {
             generation: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
             marks: Mutex::new(HashMap::new()),
+            latest_mark: AtomicU64::new(0),
             trusted: AtomicBool::new(!needs_listener),
             last_used,
             sqlite_file,
@@ -256,13 +260,13 @@ impl Verifier {
         if entry.generation < self.flushed.load(SeqCst) {
             return false;
         }
+        if entry.generation >= self.latest_mark.load(SeqCst) {
+            return true;
+        }
         let marks = self
             .marks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if marks.is_empty() {
-            return true;
-        }
         let revoked_since = |subject: &Subject| {
             marks
                 .get(subject)
@@ -303,6 +307,8 @@ impl Verifier {
                 at: Instant::now(),
             },
         );
+        // Raised only once the mark is in place, so a hit that skips the lock has none to miss.
+        self.latest_mark.fetch_max(generation, SeqCst);
     }
 
     fn set_trusted(&self, trusted: bool) {
