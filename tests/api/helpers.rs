@@ -239,12 +239,36 @@ impl TestApp {
             .expect("connect to the test database")
     }
 
-    pub async fn get(&self, path: &str, key: Option<&str>) -> Response {
-        let mut request = self.client.get(self.url(path));
+    /// `method path` with `Authorization: Token key` when a key is given.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
         if let Some(key) = key {
             request = request.header("Authorization", format!("Token {key}"));
         }
         request.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Response {
+        self.request(reqwest::Method::GET, path, key).await
+    }
+
+    /// Deletes a token's row behind the services' back: no revocation is announced, so a cache
+    /// that still answers for the key shows it was not asked.
+    pub async fn delete_token_row(&self, id: &str) {
+        use multitoken::entities::tokens;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let id: uuid::Uuid = id.parse().expect("a token id");
+        let done = tokens::Entity::delete_many()
+            .filter(tokens::Column::Id.eq(id))
+            .exec(&self.db().await)
+            .await
+            .expect("delete the row");
+        assert_eq!(done.rows_affected, 1, "token {id} existed");
     }
 
     pub async fn post(&self, path: &str, key: Option<&str>, body: Value) -> Response {
@@ -256,11 +280,7 @@ impl TestApp {
     }
 
     pub async fn delete(&self, path: &str, key: Option<&str>) -> Response {
-        let mut request = self.client.delete(self.url(path));
-        if let Some(key) = key {
-            request = request.header("Authorization", format!("Token {key}"));
-        }
-        request.send().await.expect("request sent")
+        self.request(reqwest::Method::DELETE, path, key).await
     }
 
     /// Logs in through `POST /api/token/` and returns the session key.

@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, spawn_app, test_settings};
-use multitoken::{entities::tokens, startup::Application};
+use multitoken::startup::Application;
 
 /// The bound: a revocation reaches every other instance within this.
 const WITHIN: Duration = Duration::from_secs(1);
@@ -102,12 +102,7 @@ async fn wait_for_listeners(app: &TestApp, count: i64) {
 async fn assert_cache_live(app: &TestApp, other: &OtherInstance, session: &str, name: &str) {
     let probe = app.create_token(session, name).await;
     assert_eq!(other.me_status(&probe.key).await, StatusCode::OK);
-    let id: uuid::Uuid = probe.id.parse().unwrap();
-    tokens::Entity::delete_many()
-        .filter(tokens::Column::Id.eq(id))
-        .exec(&app.db().await)
-        .await
-        .unwrap();
+    app.delete_token_row(&probe.id).await;
     assert_eq!(
         other.me_status(&probe.key).await,
         StatusCode::OK,
