@@ -171,7 +171,10 @@ impl Background {
             sqlite_lookup::file_of(&settings.database_url),
         ));
         let mut tasks = vec![
-            spawn_expiry_sweeper(db.clone(), settings.expiry_sweep_interval),
+            tokio::spawn(tokens::sweep_every(
+                settings.expiry_sweep_interval,
+                db.clone(),
+            )),
             tokio::spawn(last_used::flush_every(
                 settings.last_used_flush,
                 last_used.clone(),
@@ -292,21 +295,6 @@ impl Application {
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
-}
-
-/// Removes tokens that expired more than a day ago, now and then, recording each as expired.
-/// Instances sharing a database may sweep at once: each row is deleted (and recorded) only once.
-fn spawn_expiry_sweeper(db: DatabaseConnection, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            if let Err(e) = tokens::sweep_expired(&db).await {
-                log::warn!("expired-token sweep failed: {e:?}");
-            }
-        }
-    })
 }
 
 fn run(

@@ -687,6 +687,22 @@ where
     .await
 }
 
+/// Sweeps now, then every `interval`, until aborted. Instances sharing a database may sweep at
+/// once: each row is deleted (and recorded) only once.
+pub async fn sweep_every<C>(interval: std::time::Duration, db: C)
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = sweep_expired(&db).await {
+            log::warn!("expired-token sweep failed: {e:?}");
+        }
+    }
+}
+
 async fn remove_expired_before<C>(
     db: &C,
     actor: &Actor,
