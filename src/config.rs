@@ -5,6 +5,7 @@ use std::{fmt, net::SocketAddr, process::ExitCode, time::Duration};
 
 use crate::{auth::random::random_alphanumeric, duration::parse_duration};
 use clap::{Args, CommandFactory, Parser, Subcommand, error::ContextKind, error::ErrorKind};
+use ipnet::IpNet;
 
 /// The session-cookie key must be at least this long (it is split into signing and encryption keys).
 pub const SECRET_KEY_MIN_BYTES: usize = 64;
@@ -101,6 +102,32 @@ pub struct Settings {
     /// How often the last use of tokens is written to the database (one write per used token per interval).
     #[arg(long, env = "MULTITOKEN_LAST_USED_FLUSH", default_value = "5s", value_parser = parse_duration, global = true)]
     pub last_used_flush: Duration,
+    /// Failed logins one username may collect within the failure window before logins wait.
+    #[arg(long, env = "MULTITOKEN_LOGIN_MAX_FAILURES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub login_max_failures: u32,
+    /// Failed logins one client address may collect within the failure window, across usernames.
+    #[arg(long, env = "MULTITOKEN_LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub login_max_failures_per_address: u32,
+    /// The sliding window failed logins are counted in; lock-outs double from it up to 16 times it.
+    #[arg(long, env = "MULTITOKEN_LOGIN_FAILURE_WINDOW", default_value = "1m", value_parser = parse_duration, global = true)]
+    pub login_failure_window: Duration,
+    /// Reverse proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For is
+    /// believed. Without them the client address is the TCP peer.
+    #[arg(long, env = "MULTITOKEN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy, global = true)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Redis for the login-attempt counters (redis://HOST:PORT/DB); the database holds them when unset.
+    #[arg(long, env = "MULTITOKEN_REDIS_URL", hide_env_values = true, value_parser = parse_redis_url, global = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of this service's Redis keys, for several deployments sharing one Redis.
+    #[arg(
+        long,
+        env = "MULTITOKEN_REDIS_PREFIX",
+        default_value = "multitoken:",
+        global = true
+    )]
+    pub redis_prefix: String,
 }
 
 impl Cli {
@@ -165,6 +192,23 @@ fn parse_database_url(url: &str) -> Result<String, String> {
     } else {
         Err("must start with sqlite: or postgres://".to_owned())
     }
+}
+
+/// Only the scheme is checked and no message repeats the URL: it may carry a password.
+fn parse_redis_url(url: &str) -> Result<String, String> {
+    if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") {
+        Ok(url.to_owned())
+    } else {
+        Err("must start with redis://, rediss:// or unix://".to_owned())
+    }
+}
+
+/// `10.0.0.1`, `10.0.0.0/8` or `::1`: a single address is a range of one.
+fn parse_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("'{text}' is neither an IP address nor a CIDR range"))
 }
 
 /// A number of entries, or `off` (the same as 0).

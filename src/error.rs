@@ -34,6 +34,9 @@ pub enum ApiError {
     MethodNotAllowed(Vec<&'static str>),
     #[error("request body is larger than {} KiB", API_BODY_LIMIT / 1024)]
     PayloadTooLarge,
+    /// 429 with `Retry-After`: too many failed logins for the username or from the address.
+    #[error("Too many failed login attempts. Try again in {retry_after} seconds.")]
+    TooManyAttempts { retry_after: u64 },
     #[error("send the body as application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType,
     #[error("database unavailable")]
@@ -62,6 +65,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +81,10 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) | ApiError::BadCredentials => {
                 body["is_authenticated"] = json!(false);
             }
+            ApiError::TooManyAttempts { retry_after } => {
+                body["is_authenticated"] = json!(false);
+                body["retry_after"] = json!(retry_after);
+            }
             ApiError::Validation(invalid) => {
                 body["error"] = json!(format!("invalid {}", invalid.field));
                 body["fields"] = json!({ invalid.field: [invalid.message] });
@@ -90,6 +98,9 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed(methods) => {
                 response.insert_header((header::ALLOW, methods.join(", ")));
+            }
+            ApiError::TooManyAttempts { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}
         }
@@ -129,6 +140,13 @@ impl From<UserError> for ApiError {
             UserError::Invalid(invalid) => ApiError::Validation(invalid),
             UserError::OwnAccount => ApiError::Conflict(error.to_string()),
             UserError::WrongCurrentPassword => ApiError::BadRequest(error.to_string()),
+            UserError::TooManyAttempts { retry_after } => ApiError::TooManyAttempts {
+                retry_after: retry_after.as_secs(),
+            },
+            UserError::ThrottleUnavailable(e) => {
+                log::error!("login refused: {e}");
+                ApiError::Unavailable
+            }
             UserError::Token(e) => e.into(),
             UserError::Password(e) => ApiError::internal(e),
             UserError::Db(e) => ApiError::internal(e),
@@ -233,6 +251,14 @@ impl From<UserError> for WebError {
             | UserError::UsernameTaken
             | UserError::OwnAccount
             | UserError::WrongCurrentPassword => WebError::Refused(capitalized(&error.to_string())),
+            UserError::TooManyAttempts { retry_after } => WebError::Refused(format!(
+                "Too many failed sign-in attempts. Try again in {} seconds.",
+                retry_after.as_secs()
+            )),
+            UserError::ThrottleUnavailable(e) => {
+                log::error!("sign-in refused: {e}");
+                WebError::Unavailable
+            }
             UserError::Invalid(invalid) => WebError::Refused(invalid_message(&invalid)),
             UserError::Token(e) => e.into(),
             UserError::Password(e) => WebError::internal(e),

@@ -6,9 +6,10 @@ use actix_web::{
     App, HttpServer,
     dev::Server,
     http::header,
-    middleware::{DefaultHeaders, Logger, NormalizePath, TrailingSlash},
+    middleware::{DefaultHeaders, Logger, NormalizePath, TrailingSlash, from_fn},
     web,
 };
+use ipnet::IpNet;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use utoipa::OpenApi;
@@ -21,7 +22,9 @@ use crate::{
     services::{
         Policy,
         last_used::{self, LastUsed},
-        sqlite_lookup, tokens,
+        sqlite_lookup,
+        throttle::{self, LoginThrottle, ThrottleConfig, ThrottleError},
+        tokens,
         users::{self, Bootstrap},
         verification::{self, Verifier, VerifierConfig},
     },
@@ -39,6 +42,10 @@ pub struct AppState {
     pub session_idle: Duration,
     /// Token verification through the cache; notes uses for `last_used_at`.
     pub verifier: Arc<Verifier>,
+    /// Counts failed logins per username and per address, shared by every instance.
+    pub throttle: Arc<LoginThrottle>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 pub fn policy_from(settings: &Settings) -> Policy {
@@ -46,6 +53,14 @@ pub fn policy_from(settings: &Settings) -> Policy {
         session_ttl: settings.session_ttl,
         max_tokens_per_user: settings.max_tokens_per_user,
         token_on_signup: settings.token_on_signup,
+    }
+}
+
+pub fn throttle_config(settings: &Settings) -> ThrottleConfig {
+    ThrottleConfig {
+        per_username: settings.login_max_failures,
+        per_address: settings.login_max_failures_per_address,
+        window: settings.login_failure_window,
     }
 }
 
@@ -157,7 +172,11 @@ struct Background {
 }
 
 impl Background {
-    fn start(settings: &Settings, db: &DatabaseConnection) -> Background {
+    fn start(
+        settings: &Settings,
+        db: &DatabaseConnection,
+        throttle: Arc<LoginThrottle>,
+    ) -> Background {
         let last_used = Arc::new(LastUsed::default());
         let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
         let config = VerifierConfig {
@@ -174,6 +193,10 @@ impl Background {
             tokio::spawn(tokens::sweep_every(
                 settings.expiry_sweep_interval,
                 db.clone(),
+            )),
+            tokio::spawn(throttle::prune_every(
+                settings.expiry_sweep_interval,
+                throttle,
             )),
             tokio::spawn(last_used::flush_every(
                 settings.last_used_flush,
@@ -219,6 +242,8 @@ impl Background {
 pub enum StartupError {
     #[error("database: {0}")]
     Db(#[from] DbErr),
+    #[error("login throttle: {0}")]
+    Throttle(#[from] ThrottleError),
     #[error("creating the first admin: {0}")]
     Bootstrap(#[from] users::UserError),
     #[error("cannot listen on {address}: {source}")]
@@ -246,7 +271,16 @@ impl Application {
             ),
         }
         tokio::task::spawn_blocking(password::warm_up);
-        let background = Background::start(settings, &db);
+        let throttle = Arc::new(
+            LoginThrottle::connect(
+                throttle_config(settings),
+                db.clone(),
+                settings.redis_url.as_deref(),
+                &settings.redis_prefix,
+            )
+            .await?,
+        );
+        let background = Background::start(settings, &db, throttle.clone());
         let state = web::Data::new(AppState {
             db,
             policy,
@@ -254,6 +288,8 @@ impl Application {
             cookie_secure: settings.cookie_secure,
             session_idle: settings.session_idle,
             verifier: background.verifier.clone(),
+            throttle,
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             address: settings.bind.to_string(),
@@ -318,6 +354,7 @@ fn run(
             .service(routes::openapi_document(api))
             .configure(|cfg| routes::pages::configure(cfg, &state))
             .default_service(web::to(routes::not_found))
+            .wrap(from_fn(routes::security_headers))
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             // Answers carry keys and account data: no cache may keep them. (Added only where a
             // handler set no Cache-Control of its own, so the stylesheet stays cacheable.)

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_users;
 mod m20261129_000002_create_tokens;
 mod m20261129_000003_create_audit_events;
+mod m20261129_000004_create_login_attempts;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_users::Migration),
             Box::new(m20261129_000002_create_tokens::Migration),
             Box::new(m20261129_000003_create_audit_events::Migration),
+            Box::new(m20261129_000004_create_login_attempts::Migration),
         ]
     }
 }

@@ -3,10 +3,17 @@
 
 use std::{
     future::{Future, Ready, ready},
+    net::{IpAddr, SocketAddr},
     pin::Pin,
 };
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{
+    FromRequest, HttpRequest,
+    dev::Payload,
+    http::header::{self, HeaderValue},
+    web,
+};
+use ipnet::IpNet;
 
 use crate::{
     error::{ApiError, INVALID_TOKEN},
@@ -34,14 +41,21 @@ impl AdminUser {
     }
 }
 
-/// The client's IP address as the TCP peer gives it, for the audit log. Behind a reverse proxy
-/// this is the proxy: forwarded headers are not trusted, since any client can send them.
+/// The client's IP address, for the audit log and login throttling: the TCP peer, or, when the
+/// peer is a trusted proxy (`MULTITOKEN_TRUSTED_PROXIES`), the address its `X-Forwarded-For`
+/// names. Nobody else's forwarded headers are believed, since any client can send them.
 #[derive(Clone, Debug)]
 pub struct ClientAddress(pub Option<String>);
 
 impl ClientAddress {
     pub fn of(req: &HttpRequest) -> ClientAddress {
-        ClientAddress(req.peer_addr().map(|peer| peer.ip().to_string()))
+        let trusted = req
+            .app_data::<web::Data<AppState>>()
+            .map(|state| state.trusted_proxies.as_slice())
+            .unwrap_or_default();
+        let forwarded = req.headers().get_all(FORWARDED_FOR);
+        let address = client_ip(req.peer_addr().map(|peer| peer.ip()), forwarded, trusted);
+        ClientAddress(address.map(|ip| ip.to_canonical().to_string()))
     }
 
     /// An unauthenticated caller (a login attempt) as the audit log names it.
@@ -57,6 +71,44 @@ impl FromRequest for ClientAddress {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(ClientAddress::of(req)))
     }
+}
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Walks `X-Forwarded-For` from the right (the hop nearest us) past trusted proxies: the first
+/// address not trusted is the client. An entry that is no address ends the walk at the last
+/// trusted hop, since whatever wrote it cannot be believed. All trusted: the leftmost.
+pub fn client_ip<'a>(
+    peer: Option<IpAddr>,
+    forwarded_for: impl Iterator<Item = &'a HeaderValue>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&ip.to_canonical()));
+    let mut client = peer?;
+    if !is_trusted(&client) {
+        return Some(client);
+    }
+    let values: Vec<&str> = forwarded_for
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    for entry in values.iter().rev().flat_map(|value| value.rsplit(',')) {
+        let Some(hop) = parse_forwarded_ip(entry.trim()) else {
+            break;
+        };
+        client = hop;
+        if !is_trusted(&hop) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// `203.0.113.7`, `2001:db8::1`, and the forms with a port: `203.0.113.7:5000`, `[2001:db8::1]:5000`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
 /// The key from an `Authorization` header value, for the schemes `Token` and `Bearer` (any case).
@@ -115,6 +167,61 @@ impl FromRequest for AdminUser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn walk(peer: &str, headers: &[&str], trusted: &[&str]) -> String {
+        let values: Vec<HeaderValue> = headers
+            .iter()
+            .map(|h| HeaderValue::from_str(h).unwrap())
+            .collect();
+        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        client_ip(Some(peer.parse().unwrap()), values.iter(), &trusted)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        assert_eq!(
+            walk("198.51.100.1", &["203.0.113.7"], &[]),
+            "198.51.100.1",
+            "no trusted proxies: the peer, whatever the header says"
+        );
+        assert_eq!(
+            walk("198.51.100.1", &["203.0.113.7"], &["10.0.0.0/8"]),
+            "198.51.100.1",
+            "a peer outside the trusted ranges is the client"
+        );
+        assert_eq!(
+            walk("10.0.0.2", &["203.0.113.7"], &["10.0.0.0/8"]),
+            "203.0.113.7"
+        );
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_first_untrusted_hop_from_the_right() {
+        let trusted = ["10.0.0.0/8"];
+        assert_eq!(
+            walk("10.0.0.2", &["1.1.1.1, 203.0.113.7, 10.0.0.9"], &trusted),
+            "203.0.113.7",
+            "a client-supplied leftmost entry is ignored"
+        );
+        assert_eq!(
+            walk("10.0.0.2", &["1.1.1.1", "203.0.113.7:4000"], &trusted),
+            "203.0.113.7",
+            "several headers are one list; ports are dropped"
+        );
+        assert_eq!(
+            walk("10.0.0.2", &["1.1.1.1, garbage, 10.0.0.5"], &trusted),
+            "10.0.0.5",
+            "an entry that is no address ends the walk at the last trusted hop"
+        );
+        assert_eq!(walk("10.0.0.2", &["10.0.0.3"], &trusted), "10.0.0.3");
+        assert_eq!(
+            walk("::ffff:10.0.0.2", &["[2001:db8::1]:80"], &trusted),
+            "2001:db8::1",
+            "IPv4-mapped peers match IPv4 ranges"
+        );
+    }
 
     #[test]
     fn token_and_bearer_schemes_are_accepted_in_any_case() {

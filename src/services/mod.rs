@@ -2,6 +2,7 @@
 pub mod audit;
 pub mod last_used;
 pub mod sqlite_lookup;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 pub mod verification;

@@ -1,5 +1,7 @@
 //! Users: creation, password login, activation, deletion, and the first admin.
 
+use std::time::Duration;
+
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait, sea_query::Expr,
@@ -10,7 +12,9 @@ use uuid::Uuid;
 use super::{
     Invalid, Policy,
     audit::{self, Action, Actor, Event, Target},
-    has_control_characters, is_unique_violation, now, tokens,
+    has_control_characters, is_unique_violation, now,
+    throttle::{LoginThrottle, ThrottleError},
+    tokens,
     verification::{self, Revocation},
 };
 use crate::{
@@ -44,6 +48,11 @@ pub enum UserError {
     OwnAccount,
     #[error("the current password is wrong")]
     WrongCurrentPassword,
+    /// Too many failed logins for this username or from this address.
+    #[error("too many failed login attempts; try again in {} seconds", .retry_after.as_secs())]
+    TooManyAttempts { retry_after: Duration },
+    #[error("the login throttle's store is unavailable")]
+    ThrottleUnavailable(#[source] redis::RedisError),
     #[error(transparent)]
     Token(#[from] tokens::TokenError),
     #[error("password hashing failed")]
@@ -57,6 +66,16 @@ pub enum UserError {
 /// case-insensitively through `key()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
+
+impl From<ThrottleError> for UserError {
+    fn from(error: ThrottleError) -> UserError {
+        match error {
+            ThrottleError::Throttled { retry_after } => UserError::TooManyAttempts { retry_after },
+            ThrottleError::Db(e) => UserError::Db(e),
+            ThrottleError::Redis(e) => UserError::ThrottleUnavailable(e),
+        }
+    }
+}
 
 impl Username {
     pub fn parse(text: &str) -> Result<Username, Invalid> {
@@ -218,20 +237,29 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<users::Model>, UserEr
 /// Username + password login. Every failure, whatever its cause, takes one argon2 verification
 /// and answers `BadCredentials`, so neither the answer nor its timing tells whether a user exists.
 /// Failures are written to the audit log (with their real reason, which only admins see).
+///
+/// Throttled per username and per the caller's address: over the limit the password is not
+/// even checked, for a known and an unknown username alike.
 pub async fn authenticate(
     db: &DatabaseConnection,
+    throttle: &LoginThrottle,
     caller: &Actor,
     username: &str,
     password: String,
 ) -> Result<users::Model, UserError> {
+    let attempt = throttle.begin(username, caller.address.as_deref()).await?;
     let user = match Username::parse(username) {
         Ok(name) => find_by_key(db, &name).await?,
         Err(_) => None,
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let password_ok = password::verify_password(password, stored).await?;
+    if let Some(user) = user.as_ref().filter(|u| password_ok && u.is_active) {
+        throttle.succeeded(attempt).await?;
+        return Ok(user.clone());
+    }
+    throttle.failed(attempt).await?;
     let refusal = match &user {
-        Some(user) if password_ok && user.is_active => return Ok(user.clone()),
         Some(user) if password_ok => "inactive user",
         Some(_) => "wrong password",
         None => "unknown user",

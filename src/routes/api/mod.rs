@@ -53,4 +53,7 @@ pub struct ErrorResponse {
     pub is_authenticated: Option<bool>,
     #[schema(value_type = Option<Object>, nullable = false)]
     pub fields: Option<serde_json::Value>,
+    /// With 429: seconds to wait, as in `Retry-After`.
+    #[schema(nullable = false)]
+    pub retry_after: Option<u64>,
 }

@@ -95,6 +95,8 @@ pub struct LogoutAllResponse {
     responses(
         (status = 200, body = IssuedKeyResponse),
         (status = 400, description = "Unable to log in with provided credentials.", body = ErrorResponse),
+        (status = 429, description = "Too many failed logins for this username or address; see Retry-After.", body = ErrorResponse,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/api/token")]
@@ -110,7 +112,14 @@ pub async fn create_session_token(
         .map(TokenName::parse)
         .transpose()?;
     let caller = client.anonymous();
-    let user = users::authenticate(&state.db, &caller, &request.username, request.password).await?;
+    let user = users::authenticate(
+        &state.db,
+        &state.throttle,
+        &caller,
+        &request.username,
+        request.password,
+    )
+    .await?;
     let actor = Actor::user(&user, client.0);
     let issued = tokens::issue(
         &state.db,
@@ -132,6 +141,8 @@ pub async fn create_session_token(
         (status = 400, body = ErrorResponse),
         (status = 403, description = "token limit reached", body = ErrorResponse),
         (status = 409, description = "name taken", body = ErrorResponse),
+        (status = 429, description = "Too many failed logins for this username or address; see Retry-After.", body = ErrorResponse,
+         headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
 #[post("/api/non-expiring-token")]
@@ -143,7 +154,14 @@ pub async fn create_non_expiring_token(
     let request = body.0;
     let name = TokenName::parse(&request.token_name)?;
     let caller = client.anonymous();
-    let user = users::authenticate(&state.db, &caller, &request.username, request.password).await?;
+    let user = users::authenticate(
+        &state.db,
+        &state.throttle,
+        &caller,
+        &request.username,
+        request.password,
+    )
+    .await?;
     let actor = Actor::user(&user, client.0);
     let issued = tokens::issue(
         &state.db,

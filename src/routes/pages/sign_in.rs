@@ -99,7 +99,15 @@ pub async fn login(
     // Back to the form, keeping where to go afterwards unless that is the default.
     let retry = sign_in_url(Some(next.as_str()).filter(|next| *next != DEFAULT_NEXT));
     let caller = client.anonymous();
-    let user = match users::authenticate(&state.db, &caller, &form.username, form.password).await {
+    let user = match users::authenticate(
+        &state.db,
+        &state.throttle,
+        &caller,
+        &form.username,
+        form.password,
+    )
+    .await
+    {
         Ok(user) => user,
         Err(refusal) => return back_with(&session, &retry, refusal),
     };
