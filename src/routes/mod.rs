@@ -6,14 +6,24 @@ pub mod health;
 pub mod pages;
 pub mod verify;
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{self, HeaderValue},
+    middleware::Next,
+    web,
+};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::error::{ApiError, WebError};
+use crate::{
+    error::{ApiError, WebError},
+    startup::AppState,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -95,6 +105,49 @@ pub fn is_api_path(path: &str) -> bool {
 
 /// Anything unrouted: 405 with `Allow` when the path exists under other methods, else 404 (an
 /// HTML page outside the API).
+/// Every HTML answer, wherever it comes from (a page, an error page, a 404), may not be framed
+/// (clickjacking), runs no inline script, sends forms only here, and is never sniffed as
+/// something else. With secure cookies the site is HTTPS-only, so browsers are told to stay on it.
+pub async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let https_only = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.cookie_secure);
+    let mut response = next.call(req).await?;
+    let headers = response.headers_mut();
+    let is_html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if is_html {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+            ),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if https_only {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    Ok(response)
+}
+
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     log::debug!("no route for {} {}", req.method(), req.path());
     if !is_api_path(req.path()) {

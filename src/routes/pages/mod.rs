@@ -18,7 +18,6 @@ use actix_web::{
     HttpResponse,
     cookie::{Key, SameSite},
     http::{StatusCode, header},
-    middleware::DefaultHeaders,
     web,
 };
 use askama::Template;
@@ -189,19 +188,6 @@ pub fn session_middleware(state: &AppState) -> SessionMiddleware<CookieSessionSt
     .build()
 }
 
-/// Pages may not be framed (clickjacking), run no inline script, and send forms only here.
-fn page_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-        ))
-        .add((header::X_FRAME_OPTIONS, "DENY"))
-        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::REFERRER_POLICY, "same-origin"))
-}
-
 /// The pages, inside one scope that carries the session middleware (the JSON API never sees a cookie).
 pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.service(assets::stylesheet)
@@ -209,7 +195,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
         .service(
             web::scope("")
                 .wrap(session_middleware(state))
-                .wrap(page_headers())
                 .service(sign_in::home)
                 .service(sign_in::login_page)
                 .service(sign_in::login)
