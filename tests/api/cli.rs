@@ -369,6 +369,64 @@ async fn serve_on_an_empty_database_prints_the_admin_password_once() {
     );
 }
 
+/// Signs in through the web form and loads the tokens page; returns the session cookie's value
+/// and the CSRF token, both secrets that must stay out of the log.
+async fn web_sign_in(base: &str, username: &str, password: &str) -> (String, String) {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let html = browser
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let start = html
+        .find(marker)
+        .expect("the sign-in form has a CSRF field")
+        + marker.len();
+    let csrf = html[start..start + html[start..].find('"').unwrap()].to_owned();
+    let signed_in = browser
+        .post(format!("{base}/login"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.headers()["location"], "/tokens", "signed in");
+    let cookie = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .next()
+        .expect("the sign-in sets the session cookie");
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    assert!(value.len() > 20, "a real cookie value: {cookie}");
+    let tokens = browser.get(format!("{base}/tokens")).send().await.unwrap();
+    assert_eq!(
+        tokens.status(),
+        StatusCode::OK,
+        "the cookie signs the browser in"
+    );
+    (value, csrf)
+}
+
 #[tokio::test]
 async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
     let database = TestDatabase::create(&Backend::Sqlite).await;
@@ -425,16 +483,42 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // A browser sign-in: the password in a form, then the session cookie on every request.
+    let (browser_cookie, browser_csrf) = web_sign_in(&base, "admin", admin_password).await;
+    // Wrong passwords, up to and past the login throttle (5 by default).
+    let guessed_password = "guessed password never logged";
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let guess = client
+            .post(format!("{base}/api/token/"))
+            .json(&json!({ "username": "admin", "password": guessed_password }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(guess.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [400, 400, 400, 400, 400, 429],
+        "guesses were refused, then throttled"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = server.stop();
     assert!(log.lines().count() > 10, "trace logging was on: {log}");
     assert!(log.contains("/api/me/"), "requests were logged: {log}");
+    assert!(
+        log.contains("/tokens"),
+        "the browser's requests were logged: {log}"
+    );
     for secret in [
         session.as_str(),
         device.as_str(),
         wrong.as_str(),
         &session[3..33],
         admin_password,
+        guessed_password,
+        browser_cookie.as_str(),
+        browser_csrf.as_str(),
     ] {
         assert!(
             !log.contains(secret),

@@ -158,6 +158,14 @@ pub fn test_settings(database_url: &str) -> Settings {
         verify_cache: 10_000,
         verify_cache_ttl: Duration::from_secs(60),
         last_used_flush: Duration::from_secs(5),
+        // Tests that are not about throttling fail logins on purpose, many times: the
+        // throttling tests set their own limits.
+        login_max_failures: 1000,
+        login_max_failures_per_address: 1000,
+        login_failure_window: Duration::from_secs(60),
+        trusted_proxies: Vec::new(),
+        redis_url: None,
+        redis_prefix: "multitoken:".to_owned(),
     }
 }
 

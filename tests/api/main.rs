@@ -10,6 +10,7 @@ mod nginx;
 mod robustness;
 mod session;
 mod storage;
+mod throttle;
 mod tokens;
 mod verify;
 mod web;

@@ -191,6 +191,7 @@ on_both_backends!(
     a_browser_can_sign_in_when_device_tokens_fill_the_limit,
     deleting_this_browsers_own_session_signs_it_out_with_a_message,
     pages_forbid_framing_and_inline_script,
+    repeated_failed_sign_ins_are_throttled_with_a_clear_message,
 );
 
 async fn signed_out_visitors_are_sent_to_the_sign_in_page(backend: Backend) {
@@ -1373,23 +1374,95 @@ async fn deleting_this_browsers_own_session_signs_it_out_with_a_message(backend:
         .assert_redirect("/login?next=%2Ftokens", "signed out");
 }
 
-async fn pages_forbid_framing_and_inline_script(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let response = reqwest::get(app.url("/login")).await.unwrap();
-    let headers = response.headers();
+/// The headers every HTML answer carries, whether a page, a form's error page or a 404.
+fn assert_html_security_headers(headers: &header::HeaderMap, context: &str) {
     let csp = headers["content-security-policy"].to_str().unwrap();
     for directive in [
         "frame-ancestors 'none'",
         "script-src 'self'",
         "form-action 'self'",
     ] {
-        assert!(csp.contains(directive), "{directive} in {csp}");
+        assert!(csp.contains(directive), "{context}: {directive} in {csp}");
     }
-    assert!(!csp.contains("unsafe-inline"), "{csp}");
-    assert_eq!(headers["x-frame-options"], "DENY");
-    assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert!(!csp.contains("unsafe-inline"), "{context}: {csp}");
+    assert_eq!(headers["x-frame-options"], "DENY", "{context}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{context}");
+    assert_eq!(headers["referrer-policy"], "same-origin", "{context}");
+}
+
+async fn pages_forbid_framing_and_inline_script(backend: Backend) {
+    let app = spawn_app(backend.clone()).await;
+    let response = reqwest::get(app.url("/login")).await.unwrap();
+    assert_html_security_headers(response.headers(), "the sign-in page");
+    assert!(
+        !response.headers().contains_key("strict-transport-security"),
+        "no HSTS while cookies are not secure (plain HTTP is allowed)"
+    );
     let html = response.text().await.unwrap();
     assert!(!html.contains("<script>"), "no inline script on pages");
     assert!(!html.contains(" style=\""), "no inline style either");
+    let missing = reqwest::get(app.url("/no/such/page")).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_html_security_headers(missing.headers(), "the HTML 404 page");
+
+    let https = spawn_app_with(backend, |settings| settings.cookie_secure = true).await;
+    for path in ["/login", "/no/such/page", "/api/me/"] {
+        let response = reqwest::get(https.url(path)).await.unwrap();
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000",
+            "{path}: with secure cookies the site is HTTPS-only"
+        );
+    }
+}
+
+async fn repeated_failed_sign_ins_are_throttled_with_a_clear_message(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| settings.login_max_failures = 3).await;
+    let mut browser = Browser::new(&app);
+    for attempt in 1..=3 {
+        browser
+            .sign_in("admin", "not the password")
+            .await
+            .assert_redirect("/login", "a refused sign-in goes back to the form");
+        let page = browser.get("/login").await;
+        assert!(
+            page.body
+                .contains("Unable to log in with provided credentials."),
+            "failure {attempt} is an ordinary refusal: {}",
+            page.body
+        );
+    }
+    browser
+        .sign_in("admin", ADMIN_PASSWORD)
+        .await
+        .assert_redirect(
+            "/login",
+            "over the limit even the right password is refused",
+        );
+    let page = browser.get("/login").await;
+    page.assert_html(StatusCode::OK, "the sign-in page with the message");
+    assert!(
+        page.body
+            .contains("Too many failed sign-in attempts. Try again in "),
+        "the page says why and how long to wait: {}",
+        page.body
+    );
+    browser
+        .get("/tokens")
+        .await
+        .assert_redirect("/login?next=%2Ftokens", "still signed out");
+    let (status, body) = status_and_json(
+        app.post(
+            "/api/token/",
+            None,
+            serde_json::json!({ "username": "admin", "password": ADMIN_PASSWORD }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the web's failures count for the API too: {body}"
+    );
 }

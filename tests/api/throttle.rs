@@ -1,0 +1,389 @@
+//! Login throttling over HTTP: failures per username and per client address, 429 with
+//! `Retry-After`, the same for unknown usernames, reset by a success, `X-Forwarded-For` only
+//! behind a trusted proxy, and counters shared by every instance (database or Redis).
+
+use std::time::Duration;
+
+use multitoken::{config::Settings, startup::Application};
+use reqwest::StatusCode;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Backend, PASSWORD, TestApp, TestDatabase, spawn_app_with, start, status_and_json, test_settings,
+};
+use crate::on_both_backends;
+
+on_both_backends!(
+    failed_logins_over_the_limit_get_429_with_retry_after,
+    unknown_usernames_are_throttled_exactly_like_known_ones,
+    a_success_resets_the_usernames_failures,
+    one_address_is_throttled_across_usernames,
+    forwarded_for_counts_only_behind_a_trusted_proxy,
+    the_window_slides,
+    instances_on_one_database_share_the_counters,
+    with_redis_the_counters_live_in_redis_and_are_shared,
+);
+
+/// `POST /api/token/` from `forwarded_for` (as `X-Forwarded-For`, when given).
+async fn login_from(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    forwarded_for: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url("/api/token/"))
+        .json(&json!({ "username": username, "password": password }));
+    if let Some(address) = forwarded_for {
+        request = request.header("X-Forwarded-For", address);
+    }
+    request.send().await.expect("request sent")
+}
+
+async fn login_status(app: &TestApp, username: &str, password: &str) -> StatusCode {
+    login_from(app, username, password, None).await.status()
+}
+
+/// Fails `times` logins, each of which must still be an ordinary 400.
+async fn fail_logins(app: &TestApp, username: &str, times: usize, forwarded_for: Option<&str>) {
+    for attempt in 1..=times {
+        let response = login_from(app, username, "wrong password", forwarded_for).await;
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "failure {attempt} of {times} for {username} is still within the limit: {body}"
+        );
+    }
+}
+
+/// Checks a 429 and returns its body; `Retry-After` is whole seconds within `at_most`.
+async fn assert_throttled(response: reqwest::Response, at_most: Duration, context: &str) -> Value {
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{context}: {body}");
+    let retry_after: u64 = retry_after
+        .unwrap_or_else(|| panic!("{context}: a 429 carries Retry-After"))
+        .parse()
+        .expect("Retry-After in whole seconds");
+    assert!(
+        (1..=at_most.as_secs()).contains(&retry_after),
+        "{context}: Retry-After {retry_after} s, expected 1..={} s",
+        at_most.as_secs()
+    );
+    assert_eq!(body["retry_after"], json!(retry_after), "{context}: {body}");
+    assert_eq!(body["is_authenticated"], json!(false), "{context}: {body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too many failed login attempts."),
+        "{context}: {body}"
+    );
+    body
+}
+
+fn limits(per_username: u32, per_address: u32) -> impl FnOnce(&mut Settings) {
+    move |settings: &mut Settings| {
+        settings.login_max_failures = per_username;
+        settings.login_max_failures_per_address = per_address;
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn failed_logins_over_the_limit_get_429_with_retry_after(backend: Backend) {
+    let app = spawn_app_with(backend, limits(5, 1000)).await;
+    app.create_user("alice", false).await;
+    app.create_user("bob", false).await;
+    fail_logins(&app, "alice", 5, None).await;
+    let over = login_from(&app, "alice", "wrong password", None).await;
+    assert_throttled(over, MINUTE, "the sixth failure within a minute").await;
+    let right = login_from(&app, "alice", PASSWORD, None).await;
+    assert_throttled(
+        right,
+        MINUTE,
+        "while locked out, even the right password is not checked",
+    )
+    .await;
+    let device = app
+        .client
+        .post(app.url("/api/non-expiring-token/"))
+        .json(&json!({ "username": "alice", "password": PASSWORD, "token_name": "pi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_throttled(device, MINUTE, "the device-token login shares the limit").await;
+    assert_eq!(
+        login_status(&app, "bob", PASSWORD).await,
+        StatusCode::OK,
+        "another username from the same address is not locked out"
+    );
+}
+
+async fn unknown_usernames_are_throttled_exactly_like_known_ones(backend: Backend) {
+    let app = spawn_app_with(backend, limits(3, 1000)).await;
+    app.create_user("alice", false).await;
+    fail_logins(&app, "alice", 3, None).await;
+    fail_logins(&app, "nobody-by-this-name", 3, None).await;
+    let known = login_from(&app, "alice", "wrong password", None).await;
+    let known = assert_throttled(known, MINUTE, "a known username").await;
+    let unknown = login_from(&app, "nobody-by-this-name", "wrong password", None).await;
+    let unknown = assert_throttled(unknown, MINUTE, "an unknown username").await;
+    let keys = |body: &Value| {
+        let mut keys: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        keys(&known),
+        keys(&unknown),
+        "the two refusals have the same shape"
+    );
+    assert_eq!(
+        known["error"].as_str().unwrap().split(" Try again").next(),
+        unknown["error"]
+            .as_str()
+            .unwrap()
+            .split(" Try again")
+            .next(),
+        "and the same message, so a 429 tells nothing about whether the user exists"
+    );
+}
+
+async fn a_success_resets_the_usernames_failures(backend: Backend) {
+    let app = spawn_app_with(backend, limits(5, 1000)).await;
+    app.create_user("alice", false).await;
+    fail_logins(&app, "alice", 4, None).await;
+    assert_eq!(login_status(&app, "alice", PASSWORD).await, StatusCode::OK);
+    // Without the reset, the next failure would be the sixth within the minute.
+    fail_logins(&app, "alice", 5, None).await;
+    let over = login_from(&app, "alice", "wrong password", None).await;
+    assert_throttled(over, MINUTE, "five failures after the success").await;
+}
+
+async fn one_address_is_throttled_across_usernames(backend: Backend) {
+    let app = spawn_app_with(backend, limits(1000, 4)).await;
+    app.create_user("alice", false).await;
+    for name in ["one", "two", "three", "four"] {
+        fail_logins(&app, name, 1, None).await;
+    }
+    let sprayed = login_from(&app, "five", "wrong password", None).await;
+    assert_throttled(sprayed, MINUTE, "a fifth username from the same address").await;
+    let right = login_from(&app, "alice", PASSWORD, None).await;
+    assert_throttled(
+        right,
+        MINUTE,
+        "the address is locked out for every username",
+    )
+    .await;
+}
+
+async fn forwarded_for_counts_only_behind_a_trusted_proxy(backend: Backend) {
+    // Behind a trusted proxy (the tests' own 127.0.0.1), each forwarded client has its counter.
+    let behind_proxy = spawn_app_with(backend.clone(), |settings| {
+        limits(1000, 3)(settings);
+        settings.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    for name in ["a", "b", "c"] {
+        fail_logins(&behind_proxy, name, 1, Some("203.0.113.1")).await;
+    }
+    let same_client = login_from(&behind_proxy, "d", "wrong", Some("203.0.113.1")).await;
+    assert_throttled(same_client, MINUTE, "the forwarded client that failed").await;
+    // A client cannot pose as another by prepending its own entry: the proxy's is the one used.
+    let spoofed = login_from(
+        &behind_proxy,
+        "d",
+        "wrong",
+        Some("198.51.100.9, 203.0.113.1"),
+    )
+    .await;
+    assert_throttled(spoofed, MINUTE, "a spoofed leftmost entry changes nothing").await;
+    let other_client = login_from(&behind_proxy, "d", "wrong", Some("203.0.113.2")).await;
+    assert_eq!(
+        other_client.status(),
+        StatusCode::BAD_REQUEST,
+        "another forwarded client has its own counter"
+    );
+    let addresses = failed_login_addresses(&behind_proxy).await;
+    assert!(
+        addresses.contains(&"203.0.113.1".to_owned())
+            && addresses.contains(&"203.0.113.2".to_owned()),
+        "the audit log names the forwarded clients: {addresses:?}"
+    );
+
+    // Without trusted proxies, X-Forwarded-For is anyone's to write and is ignored.
+    let direct = spawn_app_with(backend, limits(1000, 3)).await;
+    for (name, address) in [
+        ("a", "203.0.113.1"),
+        ("b", "203.0.113.2"),
+        ("c", "203.0.113.3"),
+    ] {
+        fail_logins(&direct, name, 1, Some(address)).await;
+    }
+    let rotated = login_from(&direct, "d", "wrong", Some("203.0.113.4")).await;
+    assert_throttled(rotated, MINUTE, "rotating X-Forwarded-For does not help").await;
+    assert_eq!(
+        failed_login_addresses(&direct).await,
+        vec!["127.0.0.1".to_owned()],
+        "the audit log names the TCP peer"
+    );
+}
+
+/// The distinct client addresses of `login.failed` audit events, sorted.
+async fn failed_login_addresses(app: &TestApp) -> Vec<String> {
+    let db = app.db().await;
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT DISTINCT client_address FROM audit_events WHERE action = 'login.failed' ORDER BY client_address",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "client_address").unwrap())
+        .collect()
+}
+
+async fn the_window_slides(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        limits(2, 1000)(settings);
+        settings.login_failure_window = Duration::from_secs(2);
+    })
+    .await;
+    app.create_user("alice", false).await;
+    fail_logins(&app, "alice", 2, None).await;
+    let over = login_from(&app, "alice", PASSWORD, None).await;
+    let body = assert_throttled(over, Duration::from_secs(2), "locked for the window").await;
+    let wait = body["retry_after"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
+    assert_eq!(
+        login_status(&app, "alice", PASSWORD).await,
+        StatusCode::OK,
+        "after Retry-After seconds the failures have left the window"
+    );
+}
+
+/// A second instance on `first`'s database with the same limits, reached over HTTP only.
+async fn second_instance(
+    first: &TestApp,
+    adjust: impl FnOnce(&mut Settings),
+) -> (u16, actix_web::dev::ServerHandle) {
+    let mut settings = test_settings(&first.database.url);
+    adjust(&mut settings);
+    let application = Application::build(&settings)
+        .await
+        .expect("a second instance starts on the same database");
+    let port = application.port();
+    let handle = application.handle();
+    tokio::spawn(application.run_until_stopped());
+    (port, handle)
+}
+
+async fn status_at(port: u16, username: &str, password: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/token/"))
+        .json(&json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .expect("request sent")
+}
+
+/// Two failures through each of two instances: the fifth attempt is refused by both.
+async fn assert_shared(first: &TestApp, second_port: u16) {
+    first.create_user("alice", false).await;
+    fail_logins(first, "alice", 2, None).await;
+    for _ in 0..2 {
+        let response = status_at(second_port, "alice", "wrong password").await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+    let on_first = login_from(first, "alice", PASSWORD, None).await;
+    assert_throttled(
+        on_first,
+        MINUTE,
+        "the first instance counts the second's failures",
+    )
+    .await;
+    let on_second = status_at(second_port, "alice", PASSWORD).await;
+    assert_throttled(on_second, MINUTE, "and the second the first's").await;
+}
+
+async fn instances_on_one_database_share_the_counters(backend: Backend) {
+    let first = spawn_app_with(backend, limits(4, 1000)).await;
+    let (port, handle) = second_instance(&first, limits(4, 1000)).await;
+    assert_shared(&first, port).await;
+    handle.stop(true).await;
+}
+
+async fn with_redis_the_counters_live_in_redis_and_are_shared(backend: Backend) {
+    let Some(redis_url) = std::env::var("MULTITOKEN_TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    else {
+        eprintln!("MULTITOKEN_TEST_REDIS_URL is not set: Redis run skipped");
+        return;
+    };
+    let prefix = format!("mt_test_{}:", uuid::Uuid::new_v4().simple());
+    let with_redis = |settings: &mut Settings| {
+        limits(4, 1000)(settings);
+        settings.redis_url = Some(redis_url.clone());
+        settings.redis_prefix = prefix.clone();
+    };
+    let database = TestDatabase::create(&backend).await;
+    let mut settings = test_settings(&database.url);
+    with_redis(&mut settings);
+    let first = start(database, &settings).await;
+    let (port, handle) = second_instance(&first, with_redis).await;
+    assert_shared(&first, port).await;
+
+    let db = first.db().await;
+    let rows = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM login_attempts",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(
+        rows, 0,
+        "with Redis configured the database holds no attempts"
+    );
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the test Redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "the attempts are in Redis under {prefix}");
+    for key in &keys {
+        assert!(
+            !key.contains("alice"),
+            "keys hold a digest of the username, not the name: {key}"
+        );
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{key} expires on its own (PTTL {ttl})");
+    }
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    handle.stop(true).await;
+}
