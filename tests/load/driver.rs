@@ -25,6 +25,10 @@ use crate::{
 pub const CLIENTS: usize = 200;
 /// Clients sharing one user (and its token table rows, and its limit).
 pub const CLIENTS_PER_USER: usize = 4;
+/// Logins in flight at once, at most. The server hashes two at a time, at low priority; left
+/// unbounded, a saturated server would see clients pile up waiting for logins (for tens of
+/// seconds) and the run would measure little else.
+const LOGINS_IN_FLIGHT: usize = 8;
 
 /// How long the load runs: 60 s, or `MULTITOKEN_LOAD_SECONDS` for a quick local run.
 pub fn load_duration() -> Duration {
@@ -104,6 +108,8 @@ pub struct Run {
     pub elapsed: Duration,
     /// Answers per request kind and status (or "connection error").
     pub counts: BTreeMap<(Op, String), u64>,
+    /// Time to the whole answer, per request kind.
+    pub latencies: BTreeMap<Op, Vec<Duration>>,
     pub failures: u64,
     /// The first few failures, described.
     pub failure_samples: Vec<String>,
@@ -136,6 +142,20 @@ impl Run {
         for ((op, outcome), count) in &self.counts {
             writeln!(text, "  {:<34} {outcome:<18} {count:>8}", op.label()).unwrap();
         }
+        for (op, latencies) in &self.latencies {
+            let mut sorted = latencies.clone();
+            sorted.sort_unstable();
+            let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+            writeln!(
+                text,
+                "  {:<34} p50 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+                op.label(),
+                at(0.5),
+                at(0.99),
+                at(1.0)
+            )
+            .unwrap();
+        }
         for sample in &self.failure_samples {
             writeln!(text, "  failure: {sample}").unwrap();
         }
@@ -145,6 +165,9 @@ impl Run {
     fn merge(&mut self, tally: Tally) {
         for (key, count) in tally.counts {
             *self.counts.entry(key).or_default() += count;
+        }
+        for (op, latencies) in tally.latencies {
+            self.latencies.entry(op).or_default().extend(latencies);
         }
         self.failures += tally.failures;
         self.unknown += tally.unknown;
@@ -159,6 +182,7 @@ impl Run {
 #[derive(Default)]
 struct Tally {
     counts: HashMap<(Op, String), u64>,
+    latencies: HashMap<Op, Vec<Duration>>,
     failures: u64,
     failure_samples: Vec<String>,
     unknown: u64,
@@ -192,6 +216,10 @@ pub fn http_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         // A hung server fails the run instead of hanging it.
         .timeout(Duration::from_secs(60))
+        // Shorter than the server's keep-alive (5 s): a connection the server is closing just
+        // as a request goes out on it fails that request, and the client cannot tell whether
+        // the server saw it.
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .unwrap()
 }
@@ -267,6 +295,7 @@ pub async fn run(
     let killed = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let deadline = started + duration;
+    let logins = Arc::new(tokio::sync::Semaphore::new(LOGINS_IN_FLIGHT));
     let mut clients = tokio::task::JoinSet::new();
     for index in 0..CLIENTS {
         let user_index = index / CLIENTS_PER_USER % users.len();
@@ -278,6 +307,7 @@ pub async fn run(
             http: http.clone(),
             address: forwarded_for(index + 1),
             auth: users[user_index].session.key.clone(),
+            logins: logins.clone(),
             devices: Vec::new(),
             sessions: Vec::new(),
             deleted: Vec::new(),
@@ -335,6 +365,8 @@ struct Client {
     /// The key this client manages its tokens with: the shared set-up session, then its own
     /// latest login.
     auth: String,
+    /// Turns to log in (see `LOGINS_IN_FLIGHT`).
+    logins: Arc<tokio::sync::Semaphore>,
     /// Its live device tokens (only this client deletes them).
     devices: Vec<Token>,
     /// Sessions from its own logins.
@@ -355,8 +387,17 @@ enum Answer {
 impl Client {
     async fn run(mut self, deadline: Instant, killed: Arc<AtomicBool>) -> Client {
         while Instant::now() < deadline && !killed.load(Ordering::SeqCst) {
-            let op = self.choose();
-            if !self.step(op, &killed).await {
+            let mut op = self.choose();
+            let turn = match op {
+                Op::Login => self.logins.clone().try_acquire_owned().ok(),
+                _ => None,
+            };
+            if op == Op::Login && turn.is_none() {
+                op = Op::Me;
+            }
+            let go_on = self.step(op, &killed).await;
+            drop(turn);
+            if !go_on {
                 break;
             }
         }
@@ -433,6 +474,7 @@ impl Client {
             }
             _ => None,
         };
+        let sent = Instant::now();
         let answer = match op {
             Op::Login => {
                 let body = json!({ "username": self.user.name, "password": self.user.password });
@@ -489,6 +531,11 @@ impl Client {
             }
             Answer::Status(status, headers, body) => (status, headers, body),
         };
+        self.tally
+            .latencies
+            .entry(op)
+            .or_default()
+            .push(sent.elapsed());
         *self
             .tally
             .counts
