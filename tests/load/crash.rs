@@ -44,6 +44,12 @@ async fn acknowledged_writes_survive_a_sigkill_under_load(backend: Backend) {
         run.unknown > 0,
         "the kill cut off requests in flight (else it did not happen under load):\n{summary}"
     );
+    let errors = server.errors();
+    assert!(
+        errors.is_empty(),
+        "the server logged no error before the kill:\n{}",
+        errors.join("\n")
+    );
     drop(server);
 
     let restarted = Server::start(&database.url, database.dir(), "after-kill", &[]);
@@ -66,6 +72,12 @@ async fn acknowledged_writes_survive_a_sigkill_under_load(backend: Backend) {
         StatusCode::CREATED,
         "the restarted server takes writes: {}",
         restarted.problems()
+    );
+    let errors = restarted.errors();
+    assert!(
+        errors.is_empty(),
+        "the restarted server logged no error:\n{}",
+        errors.join("\n")
     );
     println!(
         "SIGKILL under load on {}: {:.1} s in all",

@@ -38,6 +38,13 @@ async fn two_hundred_clients_get_only_expected_answers_and_lose_no_write(backend
         lost.join("\n"),
         server.problems()
     );
+    let errors = server.errors();
+    assert!(
+        errors.is_empty(),
+        "the server logged no error under load:\n{}",
+        errors.join("\n")
+    );
+    println!("{}", server.problems());
     println!(
         "load on {}: {:.1} s in all",
         backend.name(),

@@ -112,13 +112,23 @@ impl Server {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Logged errors and panics: each is a fault, whether or not a client saw it (a revocation
+    /// not announced, a last use not written).
+    pub fn errors(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| line.contains(" ERROR ") || line.contains("panicked"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Logged errors, warnings and panics, for failure messages: 5xx are logged with their cause.
     pub fn problems(&self) -> String {
         let problems: Vec<String> = self
             .log()
             .lines()
             .filter(|line| {
-                line.contains("ERROR") || line.contains("WARN") || line.contains("panicked")
+                line.contains(" ERROR ") || line.contains(" WARN ") || line.contains("panicked")
             })
             // The configured admin password is announced with a warning at the first start.
             .filter(|line| !line.contains("MULTITOKEN_ADMIN_PASSWORD"))

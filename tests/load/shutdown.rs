@@ -135,6 +135,12 @@ async fn sigterm_finishes_requests_in_flight_and_writes_last_uses(backend: Backe
         stopped_in.as_secs_f64()
     );
 
+    let errors = server.errors();
+    assert!(
+        errors.is_empty(),
+        "the server logged no error while stopping:\n{}",
+        errors.join("\n")
+    );
     let rows = database.tokens_by_digest().await;
     let written = rows[&digest_of(&device)].last_used_at;
     let written = written
