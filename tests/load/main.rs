@@ -1,0 +1,39 @@
+//! Load, crash and shutdown tests: the real `multitoken` binary as a child process, many HTTP
+//! clients, a real database. One test at a time (the machine has two cores), each a few dozen
+//! seconds; `MULTITOKEN_LOAD_SECONDS` shortens the load for a quick local run.
+
+mod database;
+mod driver;
+mod server;
+
+mod crash;
+mod load;
+mod shutdown;
+
+/// Held for the whole of each test: two load runs side by side would measure each other.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs each named `async fn name(backend: Backend)` once per backend, as `name::sqlite` and
+/// `name::postgres`, one test at a time, on a runtime with two threads for the clients.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let _turn = $crate::ONE_AT_A_TIME.lock().await;
+                super::$name($crate::database::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::database::Backend::postgres() {
+                    Some(backend) => {
+                        let _turn = $crate::ONE_AT_A_TIME.lock().await;
+                        super::$name(backend).await
+                    }
+                    None => eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: PostgreSQL run skipped"),
+                }
+            }
+        }
+    )*};
+}
