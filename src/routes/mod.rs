@@ -79,7 +79,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// Serves the OpenAPI document collected from the handlers, serialized once per worker (and
 /// shared, not copied, by each answer).
-pub fn openapi_document(api: utoipa::openapi::OpenApi) -> actix_web::Resource {
+pub fn openapi_document(mut api: utoipa::openapi::OpenApi) -> actix_web::Resource {
+    mark_optional_bodies(&mut api);
     let body = web::Bytes::from(api.to_json().unwrap_or_else(|e| {
         log::error!("OpenAPI document did not serialize: {e}");
         "{}".to_owned()
@@ -92,6 +93,24 @@ pub fn openapi_document(api: utoipa::openapi::OpenApi) -> actix_web::Resource {
                 .body(body)
         }
     }))
+}
+
+/// POSTs whose body fields all have defaults: an empty body is accepted (see `body::decode`),
+/// which utoipa's `request_body` cannot express.
+const OPTIONAL_BODIES: [&str; 1] = ["/api/logout-all"];
+
+fn mark_optional_bodies(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Required};
+    for path in OPTIONAL_BODIES {
+        let operation = api
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.post.as_mut());
+        if let Some(RefOr::T(body)) = operation.and_then(|op| op.request_body.as_mut()) {
+            body.required = Some(Required::False);
+        }
+    }
 }
 
 /// Machine paths answer JSON; everything else is a page for people and answers HTML.

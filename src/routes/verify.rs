@@ -1,11 +1,7 @@
 //! Forward authentication: `GET`/`HEAD /auth/verify` for nginx `auth_request`, Traefik
 //! `ForwardAuth` and Caddy `forward_auth`. 200 with the caller in headers, 401 otherwise.
 
-use actix_web::{
-    HttpRequest, HttpResponse, ResponseError,
-    http::{Method, header},
-    route,
-};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, http::Method, route};
 
 use super::api::ErrorResponse;
 use crate::{auth::extract::authenticate, services::tokens::Authenticated};
@@ -37,10 +33,11 @@ pub async fn verify_token(req: HttpRequest) -> HttpResponse {
     match authenticate(&req).await {
         Ok(caller) => caller_headers(&caller),
         Err(error) if req.method() == Method::HEAD => {
-            let mut response = error.error_response();
-            // HEAD: the same status and headers, no body.
-            response.headers_mut().remove(header::CONTENT_TYPE);
-            response.set_body(actix_web::body::BoxBody::new(()))
+            // HEAD: the same status and headers as GET (Content-Type included, RFC 9110 9.3.2),
+            // no body.
+            error
+                .error_response()
+                .set_body(actix_web::body::BoxBody::new(()))
         }
         Err(error) => error.error_response(),
     }

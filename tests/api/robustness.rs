@@ -13,6 +13,7 @@ on_both_backends!(
     unknown_routes_are_json_404s_and_wrong_methods_405s,
     health_answers_and_readiness_reflects_the_database,
     the_openapi_document_describes_every_endpoint,
+    answers_to_bad_input_are_statuses_the_document_lists,
 );
 
 async fn a_body_over_64_kib_is_413_in_json(backend: Backend) {
@@ -264,5 +265,61 @@ async fn the_openapi_document_describes_every_endpoint(backend: Backend) {
     assert_eq!(
         doc["components"]["securitySchemes"]["token"]["scheme"],
         Value::from("bearer")
+    );
+}
+
+/// Whether the OpenAPI document lists `status` for `method path`.
+fn documents(doc: &Value, method: &str, path: &str, status: StatusCode) -> bool {
+    doc["paths"][path][method]["responses"]
+        .get(status.as_str())
+        .is_some()
+}
+
+/// Found by schemathesis (.ci/schemathesis): answers the document did not describe.
+async fn answers_to_bad_input_are_statuses_the_document_lists(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, doc) = status_and_json(app.get("/api/openapi.json", None).await).await;
+    for (path, query) in [
+        ("/api/admin/audit", "offset=-1"),
+        ("/api/admin/tokens", "limit=ten"),
+        ("/api/admin/tokens", "kind=nonsense"),
+    ] {
+        let response = app
+            .get(&format!("{path}/?{query}"), Some(&app.admin_key))
+            .await;
+        let (status, body) = status_and_json(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}?{query}: {body}");
+        assert!(body["error"].is_string(), "{path}?{query}: {body}");
+        assert!(
+            documents(&doc, "get", path, status),
+            "GET {path} must document its 400"
+        );
+    }
+    let session = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let malformed = app
+        .client
+        .post(app.url("/api/logout-all/"))
+        .bearer_auth(&session)
+        .header("Content-Type", "application/json")
+        .body("\"not an object\"")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = status_and_json(malformed).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(documents(&doc, "post", "/api/logout-all", status));
+    // A bare POST is accepted, so the document must not call the body required.
+    let bare = app
+        .request(Method::POST, "/api/logout-all/", Some(&session))
+        .await;
+    assert_eq!(bare.status(), StatusCode::OK);
+    assert_ne!(
+        doc["paths"]["/api/logout-all"]["post"]["requestBody"]["required"],
+        Value::Bool(true),
+        "logout-all's body is optional"
+    );
+    assert!(
+        documents(&doc, "post", "/api/token", StatusCode::FORBIDDEN),
+        "a login refused when device tokens fill the limit is a documented 403"
     );
 }

@@ -113,6 +113,11 @@ async fn forward_auth_refuses_with_401_whatever_is_wrong(backend: Backend) {
             head.headers().get("WWW-Authenticate").is_some(),
             "HEAD with {what}: a 401 names its scheme"
         );
+        assert_eq!(
+            head.headers().get("Content-Type").map(|v| v.as_bytes()),
+            Some(&b"application/json"[..]),
+            "HEAD with {what}: the headers GET would send, as the document says (found by schemathesis)"
+        );
         assert!(
             head.bytes().await.unwrap().is_empty(),
             "HEAD with {what}: no body"

@@ -96,6 +96,7 @@ pub struct RevokedResponse {
     params(TokenFilter),
     responses(
         (status = 200, body = Vec<AdminTokenResponse>),
+        (status = 400, description = "a malformed query (an unknown kind, a negative or non-numeric limit or offset)", body = ErrorResponse),
         (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse),
         (status = 404, description = "no such user", body = ErrorResponse),
@@ -305,7 +306,12 @@ pub struct AuditEventResponse {
     tag = "admin",
     security(("token" = [])),
     params(AuditQuery),
-    responses((status = 200, body = Vec<AuditEventResponse>), (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse))
+    responses(
+        (status = 200, body = Vec<AuditEventResponse>),
+        (status = 400, description = "a malformed query (a negative or non-numeric limit or offset)", body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse),
+    )
 )]
 #[get("/api/admin/audit")]
 pub async fn list_audit_events(

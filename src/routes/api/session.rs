@@ -95,6 +95,7 @@ pub struct LogoutAllResponse {
     responses(
         (status = 200, body = IssuedKeyResponse),
         (status = 400, description = "Unable to log in with provided credentials.", body = ErrorResponse),
+        (status = 403, description = "token limit reached by device tokens alone", body = ErrorResponse),
         (status = 429, description = "Too many failed logins for this username or address; see Retry-After.", body = ErrorResponse,
          headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
@@ -238,8 +239,13 @@ pub async fn logout_by_get(
 #[utoipa::path(
     tag = "session",
     security(("token" = [])),
+    // The body may be left out (a bare POST keeps device tokens): see routes::OPTIONAL_BODIES.
     request_body(content((LogoutAllRequest = "application/json"), (LogoutAllRequest = "application/x-www-form-urlencoded"))),
-    responses((status = 200, body = LogoutAllResponse), (status = 401, body = ErrorResponse))
+    responses(
+        (status = 200, body = LogoutAllResponse),
+        (status = 400, description = "a malformed body", body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+    )
 )]
 #[post("/api/logout-all")]
 pub async fn logout_all(
