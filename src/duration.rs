@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
+/// 100 years, the longest duration accepted.
+pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
 
 /// Parses `<positive integer><unit>` with unit `s`, `m`, `h` or `d`. Zero and durations over
 /// 100 years are refused: neither is ever what someone meant.
@@ -60,6 +61,37 @@ mod tests {
             "٣h",
         ] {
             assert!(parse_duration(bad).is_err(), "'{bad}' must be refused");
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const UNITS: [(&str, u64); 4] = [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)];
+
+        proptest! {
+            #[test]
+            fn a_count_and_a_unit_round_trip_within_range(
+                count in prop_oneof![0u64..100_000, 0u64..=2 * MAX_SECONDS, Just(u64::MAX)],
+                (unit, multiplier) in proptest::sample::select(&UNITS[..]),
+            ) {
+                let parsed = parse_duration(&format!("{count}{unit}"));
+                match count.checked_mul(multiplier) {
+                    Some(seconds @ 1..=MAX_SECONDS) => {
+                        prop_assert_eq!(parsed, Ok(Duration::from_secs(seconds)));
+                    }
+                    _ => prop_assert!(parsed.is_err()),
+                }
+            }
+
+            #[test]
+            fn every_accepted_duration_is_within_range(text in any::<String>()) {
+                if let Ok(duration) = parse_duration(&text) {
+                    prop_assert!((1..=MAX_SECONDS).contains(&duration.as_secs()));
+                }
+            }
         }
     }
 }

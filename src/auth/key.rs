@@ -41,9 +41,14 @@ pub enum KeyFormatError {
 
 impl TokenKey {
     pub fn generate() -> TokenKey {
+        TokenKey::with_secret(&random_alphanumeric(SECRET_LEN))
+    }
+
+    /// Prefix, secret and checksum. Apart from `generate`, only the property tests choose a secret.
+    fn with_secret(secret: &str) -> TokenKey {
         let mut key = String::with_capacity(KEY_LEN);
         key.push_str(KEY_PREFIX);
-        key.push_str(&random_alphanumeric(SECRET_LEN));
+        key.push_str(secret);
         let checksum = checksum_of(&key);
         key.push_str(&checksum);
         TokenKey(key)
@@ -182,5 +187,63 @@ mod tests {
         let key = TokenKey::generate();
         assert!(!format!("{key:?}").contains(key.reveal()));
         assert_eq!(format!("{:?}", key.digest()), "KeyDigest(***)");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Secrets as `generate` draws them: 30 base62 characters.
+        fn secret() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[0-9A-Za-z]{30}").unwrap()
+        }
+
+        proptest! {
+            #[test]
+            fn every_well_formed_key_parses_back_to_itself(secret in secret()) {
+                let key = TokenKey::with_secret(&secret);
+                prop_assert_eq!(key.reveal().len(), KEY_LEN);
+                let parsed = TokenKey::parse(key.reveal()).expect("a well-formed key must parse");
+                prop_assert_eq!(parsed.reveal(), key.reveal());
+                prop_assert_eq!(parsed.digest(), key.digest());
+                prop_assert!(key.reveal().starts_with(&parsed.display_prefix()));
+            }
+
+            /// CRC-32 catches every error confined to 32 bits, so one substituted character,
+            /// anywhere in the key (checksum included), can never slip through.
+            #[test]
+            fn any_single_character_substitution_is_refused(
+                secret in secret(),
+                at in 0..KEY_LEN,
+                replacement in any::<char>(),
+            ) {
+                let key = TokenKey::with_secret(&secret);
+                let original = key.reveal().as_bytes()[at] as char;
+                prop_assume!(replacement != original);
+                let mut typo: Vec<char> = key.reveal().chars().collect();
+                typo[at] = replacement;
+                let typo: String = typo.into_iter().collect();
+                prop_assert!(TokenKey::parse(&typo).is_err(), "{:?} must be refused", typo);
+            }
+
+            #[test]
+            fn parse_never_panics_on_arbitrary_text(text in any::<String>()) {
+                if let Ok(key) = TokenKey::parse(&text) {
+                    prop_assert_eq!(key.reveal(), text.as_str());
+                }
+            }
+
+            /// Near misses: the right prefix followed by anything, multibyte characters included,
+            /// which would split a character if the shape were not checked before slicing.
+            #[test]
+            fn parse_never_panics_on_near_misses(tail in "\\PC{0,45}") {
+                let text = format!("{KEY_PREFIX}{tail}");
+                if let Ok(key) = TokenKey::parse(&text) {
+                    prop_assert_eq!(key.reveal(), text.as_str());
+                    prop_assert_eq!(key.reveal().len(), KEY_LEN);
+                }
+            }
+        }
     }
 }

@@ -16,9 +16,12 @@ enum Format {
     Form,
 }
 
-fn format_of(req: &HttpRequest) -> Option<Format> {
-    let content_type = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let mime = content_type.split(';').next()?.trim().to_ascii_lowercase();
+fn content_type_of(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(header::CONTENT_TYPE)?.to_str().ok()
+}
+
+fn format_of(content_type: Option<&str>) -> Option<Format> {
+    let mime = content_type?.split(';').next()?.trim().to_ascii_lowercase();
     if mime == "application/json" || mime.ends_with("+json") {
         Some(Format::Json)
     } else if mime == "application/x-www-form-urlencoded" {
@@ -62,7 +65,10 @@ async fn read_limited(mut payload: Payload) -> Result<BytesMut, ApiError> {
     Ok(body)
 }
 
-fn decode<T: DeserializeOwned>(format: Option<Format>, body: &[u8]) -> Result<T, ApiError> {
+/// The body as `T` by its `Content-Type` header value (absent or not text: `None`); what the
+/// extractor does once the body is read. Pure, so the fuzzers can reach it without actix.
+pub fn decode<T: DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> Result<T, ApiError> {
+    let format = format_of(content_type);
     // An empty body is an empty form whatever its declared type, so endpoints whose fields are
     // all optional accept a bare POST.
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -82,12 +88,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let format = format_of(req);
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
             let body = read_bounded(&req, payload).await?;
-            decode(format, &body).map(JsonOrForm)
+            decode(content_type_of(&req), &body).map(JsonOrForm)
         })
     }
 }
@@ -95,6 +100,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const JSON: &str = "application/json";
+    const FORM: &str = "application/x-www-form-urlencoded";
 
     #[derive(serde::Deserialize, Debug, PartialEq)]
     struct Probe {
@@ -105,10 +113,26 @@ mod tests {
 
     #[test]
     fn json_and_form_decode_to_the_same_value() {
-        let json: Probe =
-            decode(Some(Format::Json), br#"{"name":"k","days":3,"flag":true}"#).unwrap();
-        let form: Probe = decode(Some(Format::Form), b"name=k&days=3&flag=true").unwrap();
+        let json: Probe = decode(Some(JSON), br#"{"name":"k","days":3,"flag":true}"#).unwrap();
+        let form: Probe = decode(Some(FORM), b"name=k&days=3&flag=true").unwrap();
         assert_eq!(json, form);
+    }
+
+    #[test]
+    fn media_type_parameters_case_and_json_suffixes_are_understood() {
+        for content_type in [
+            "Application/JSON; charset=utf-8",
+            "application/vnd.api+json",
+        ] {
+            let probe: Probe = decode(Some(content_type), br#"{"name":"k"}"#).unwrap();
+            assert_eq!(probe.name, "k");
+        }
+        let form: Probe = decode(
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"name=k",
+        )
+        .unwrap();
+        assert_eq!(form.name, "k");
     }
 
     #[test]
@@ -118,11 +142,11 @@ mod tests {
             Err(ApiError::UnsupportedMediaType)
         ));
         assert!(matches!(
-            decode::<Probe>(Some(Format::Json), b"{\"name\":"),
+            decode::<Probe>(Some(JSON), b"{\"name\":"),
             Err(ApiError::BadRequest(_))
         ));
         assert!(matches!(
-            decode::<Probe>(Some(Format::Json), b"\xff\xfe"),
+            decode::<Probe>(Some(JSON), b"\xff\xfe"),
             Err(ApiError::BadRequest(_))
         ));
     }
