@@ -12,7 +12,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::Expr,
@@ -101,8 +101,15 @@ impl LoginThrottle {
             None => Store::Database(db),
             Some(url) => {
                 let client = redis::Client::open(url)?;
+                // A login waits on these calls: with Redis gone it should fail within a second
+                // or two, not after the default six reconnection attempts.
+                let config = ConnectionManagerConfig::new()
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(200))
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(Duration::from_secs(1)));
                 Store::Redis {
-                    connection: ConnectionManager::new(client).await?,
+                    connection: ConnectionManager::new_with_config(client, config).await?,
                     prefix: prefix.to_owned(),
                 }
             }

@@ -387,3 +387,101 @@ async fn with_redis_the_counters_live_in_redis_and_are_shared(backend: Backend) 
         .unwrap();
     handle.stop(true).await;
 }
+
+/// A Redis server of the test's own, on a free port, that the test can stop and start again.
+struct OwnRedis {
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = OwnRedis {
+            port,
+            process: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    fn restart(&mut self) {
+        let process = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (CI installs it)");
+        self.process = Some(process);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not listen on {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().ok();
+            process.wait().ok();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn logins_answer_503_while_redis_is_down_and_never_go_unthrottled() {
+    if std::env::var("MULTITOKEN_TEST_REDIS_URL").is_err() {
+        eprintln!("MULTITOKEN_TEST_REDIS_URL is not set: Redis run skipped");
+        return;
+    }
+    let mut redis = OwnRedis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.redis_url = Some(url.clone());
+    })
+    .await;
+    app.create_user("alice", false).await;
+
+    redis.stop();
+    for _ in 0..3 {
+        let (status, body) = status_and_json(login_from(&app, "alice", PASSWORD, None).await).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "without its counters a login is refused, not let through unthrottled: {body}"
+        );
+        assert!(body["error"].is_string(), "a JSON error: {body}");
+    }
+    assert_eq!(
+        app.me_status(&app.admin_key).await,
+        StatusCode::OK,
+        "tokens keep working while Redis is down"
+    );
+
+    redis.restart();
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = login_status(&app, "alice", PASSWORD).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "logins work again once Redis is back"
+    );
+}
