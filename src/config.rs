@@ -3,7 +3,9 @@
 
 use std::{fmt, net::SocketAddr, process::ExitCode, time::Duration};
 
-use crate::{auth::random::random_alphanumeric, duration::parse_duration};
+use crate::{
+    auth::random::random_alphanumeric, duration::parse_duration, services::throttle::MAX_LIMIT,
+};
 use clap::{Args, CommandFactory, Parser, Subcommand, error::ContextKind, error::ErrorKind};
 use ipnet::IpNet;
 
@@ -104,11 +106,11 @@ pub struct Settings {
     pub last_used_flush: Duration,
     /// Failed logins one username may collect within the failure window before logins wait.
     #[arg(long, env = "MULTITOKEN_LOGIN_MAX_FAILURES", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIMIT)), global = true)]
     pub login_max_failures: u32,
     /// Failed logins one client address may collect within the failure window, across usernames.
     #[arg(long, env = "MULTITOKEN_LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LIMIT)), global = true)]
     pub login_max_failures_per_address: u32,
     /// The sliding window failed logins are counted in; lock-outs double from it up to 16 times it.
     #[arg(long, env = "MULTITOKEN_LOGIN_FAILURE_WINDOW", default_value = "1m", value_parser = parse_duration, global = true)]

@@ -39,8 +39,9 @@ pub enum ApiError {
     TooManyAttempts { retry_after: u64 },
     #[error("send the body as application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType,
-    #[error("database unavailable")]
-    Unavailable,
+    /// 503: a store the answer depends on does not answer; says which.
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
     #[error("internal server error")]
     Internal(String),
 }
@@ -67,7 +68,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,7 +146,7 @@ impl From<UserError> for ApiError {
             },
             UserError::ThrottleUnavailable(e) => {
                 log::error!("login refused: {e}");
-                ApiError::Unavailable
+                ApiError::Unavailable("login throttle (Redis)")
             }
             UserError::Token(e) => e.into(),
             UserError::Password(e) => ApiError::internal(e),
@@ -180,8 +181,8 @@ pub enum WebError {
     Refused(String),
     #[error("The form sent was larger than {} KiB.", API_BODY_LIMIT / 1024)]
     PayloadTooLarge,
-    #[error("The database is unavailable. Try again in a moment.")]
-    Unavailable,
+    #[error("{0} Try again in a moment.")]
+    Unavailable(&'static str),
     #[error("Something went wrong on our side. It has been logged; try again later.")]
     Internal(String),
 }
@@ -211,7 +212,7 @@ impl ResponseError for WebError {
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::BadRequest(_) | WebError::Refused(_) => StatusCode::BAD_REQUEST,
             WebError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            WebError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -257,7 +258,7 @@ impl From<UserError> for WebError {
             )),
             UserError::ThrottleUnavailable(e) => {
                 log::error!("sign-in refused: {e}");
-                WebError::Unavailable
+                WebError::Unavailable("Signing in is unavailable.")
             }
             UserError::Invalid(invalid) => WebError::Refused(invalid_message(&invalid)),
             UserError::Token(e) => e.into(),

@@ -88,11 +88,18 @@ pub fn client_ip<'a>(
     if !is_trusted(&client) {
         return Some(client);
     }
-    let values: Vec<&str> = forwarded_for
-        .filter_map(|value| value.to_str().ok())
-        .collect();
-    for entry in values.iter().rev().flat_map(|value| value.rsplit(',')) {
-        let Some(hop) = parse_forwarded_ip(entry.trim()) else {
+    // Split as bytes: a client's junk entry (say, a non-ASCII byte) spoils only itself, not
+    // the whole line its proxy appended to, so the proxy's own entries are still read.
+    let values: Vec<&[u8]> = forwarded_for.map(HeaderValue::as_bytes).collect();
+    for entry in values
+        .iter()
+        .rev()
+        .flat_map(|value| value.rsplit(|b| *b == b','))
+    {
+        let Some(hop) = std::str::from_utf8(entry)
+            .ok()
+            .and_then(|entry| parse_forwarded_ip(entry.trim()))
+        else {
             break;
         };
         client = hop;
@@ -216,6 +223,17 @@ mod tests {
             "an entry that is no address ends the walk at the last trusted hop"
         );
         assert_eq!(walk("10.0.0.2", &["10.0.0.3"], &trusted), "10.0.0.3");
+        let junk = HeaderValue::from_bytes(b"1.1.1.1\xff, 203.0.113.7").unwrap();
+        let trusted_nets: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        assert_eq!(
+            client_ip(
+                Some("10.0.0.2".parse().unwrap()),
+                [junk].iter(),
+                &trusted_nets
+            ),
+            Some("203.0.113.7".parse().unwrap()),
+            "a non-ASCII byte from the client spoils only its own entry"
+        );
         assert_eq!(
             walk("::ffff:10.0.0.2", &["[2001:db8::1]:80"], &trusted),
             "2001:db8::1",

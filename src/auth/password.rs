@@ -126,8 +126,8 @@ mod tests {
     async fn a_hash_verifies_its_own_password_only() {
         let hash = hash_password("correct horse".into()).await.unwrap();
         assert!(
-            hash.starts_with("$argon2id$"),
-            "PHC string of argon2id expected, got {hash}"
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "argon2id with OWASP's parameters (19 MiB, 2 passes) expected, got {hash}"
         );
         assert!(
             verify_password("correct horse".into(), Some(hash.clone()))

@@ -25,11 +25,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Ok(Ok(_)) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
         Ok(Err(e)) => {
             log::warn!("readiness check failed: {e}");
-            Err(ApiError::Unavailable)
+            Err(ApiError::Unavailable("database"))
         }
         Err(_) => {
             log::warn!("readiness check timed out after {READINESS_TIMEOUT:?}");
-            Err(ApiError::Unavailable)
+            Err(ApiError::Unavailable("database"))
         }
     }
 }

@@ -23,10 +23,13 @@ use uuid::Uuid;
 use super::{now, users::Username};
 use crate::entities::login_attempts;
 
-/// How many attempts the store returns per key: enough for every tier of the back-off.
-const MAX_ATTEMPTS_READ: u64 = 512;
+/// The highest limit configuration accepts: the store reads up to `TIERS + 1` times the limit
+/// of attempts per key, so the limit bounds the work of every login.
+pub const MAX_LIMIT: u32 = 10_000;
 /// The longest lock-out, as a multiple of the window; failures older than this are forgotten.
 const HORIZON_WINDOWS: u32 = 16;
+/// The lock-out doubles this many times (up to the horizon) after the first.
+const DOUBLINGS: u32 = HORIZON_WINDOWS.ilog2();
 /// An attempt refused only because others are still in flight can retry almost at once.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
@@ -139,7 +142,7 @@ impl LoginThrottle {
                 at,
                 is_username,
             };
-            let others = match self.record_and_read(&record).await {
+            let others = match self.record_and_read(&record, limit).await {
                 Ok(others) => others,
                 Err(e) => {
                     attempt.records.push(record);
@@ -162,13 +165,13 @@ impl LoginThrottle {
     }
 
     /// The password was right: the username's failures are forgiven; the address keeps its own.
+    /// Other attempts still in flight stay, to be settled on their own.
     pub async fn succeeded(&self, attempt: Attempt) -> Result<(), ThrottleError> {
         for record in &attempt.records {
             if record.is_username {
-                self.forget_key(&record.key).await?;
-            } else {
-                self.remove(record).await?;
+                self.forget_failures(&record.key).await?;
             }
+            self.remove(record).await?;
         }
         Ok(())
     }
@@ -206,8 +209,14 @@ impl LoginThrottle {
 
     /// Adds the record (in flight), drops the key's attempts older than the horizon, and returns
     /// the key's other attempts.
-    async fn record_and_read(&self, record: &Record) -> Result<Vec<Seen>, ThrottleError> {
+    async fn record_and_read(
+        &self,
+        record: &Record,
+        limit: u32,
+    ) -> Result<Vec<Seen>, ThrottleError> {
         let horizon_start = record.at - delta(self.config.horizon());
+        // Enough for the top tier of the back-off, plus the attempts in flight.
+        let enough = u64::from(limit.min(MAX_LIMIT)) * u64::from(DOUBLINGS + 2);
         match &self.store {
             Store::Database(db) => {
                 login_attempts::Entity::insert(login_attempts::ActiveModel {
@@ -226,7 +235,7 @@ impl LoginThrottle {
                     .filter(login_attempts::Column::AttemptedAt.gte(horizon_start))
                     .filter(login_attempts::Column::Id.ne(record.id))
                     .order_by_desc(login_attempts::Column::AttemptedAt)
-                    .limit(MAX_ATTEMPTS_READ)
+                    .limit(enough)
                     .into_tuple()
                     .all(db)
                     .await?;
@@ -257,7 +266,8 @@ impl LoginThrottle {
                     .cmd("ZRANGE")
                     .arg(&key)
                     .arg(0)
-                    .arg(-1)
+                    .arg(enough)
+                    .arg("REV")
                     .arg("WITHSCORES")
                     .query_async(&mut connection)
                     .await?;
@@ -330,25 +340,37 @@ impl LoginThrottle {
         Ok(())
     }
 
-    async fn forget_key(&self, key: &str) -> Result<(), ThrottleError> {
+    async fn forget_failures(&self, key: &str) -> Result<(), ThrottleError> {
         match &self.store {
             Store::Database(db) => {
                 login_attempts::Entity::delete_many()
                     .filter(login_attempts::Column::ThrottleKey.eq(key))
+                    .filter(login_attempts::Column::Failed.eq(true))
                     .exec(db)
                     .await?;
             }
             Store::Redis { connection, prefix } => {
                 let mut connection = connection.clone();
-                let _: i64 = redis::cmd("DEL")
-                    .arg(format!("{prefix}{key}"))
-                    .query_async(&mut connection)
+                let _: i64 = redis::Script::new(FORGET_FAILURES)
+                    .key(format!("{prefix}{key}"))
+                    .invoke_async(&mut connection)
                     .await?;
             }
         }
         Ok(())
     }
 }
+
+/// Removes the `f:` members of a sorted set in one step, leaving attempts in flight.
+const FORGET_FAILURES: &str = r#"
+local removed = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(member, 1, 2) == 'f:' then
+    removed = removed + redis.call('ZREM', KEYS[1], member)
+  end
+end
+return removed
+"#;
 
 /// Deletes attempts too old to matter, every `interval`, for as long as the server runs.
 pub async fn prune_every(interval: Duration, throttle: std::sync::Arc<LoginThrottle>) {
@@ -392,7 +414,7 @@ fn wait_needed(
         .collect();
     failures.sort_unstable_by(|a, b| b.cmp(a));
     if failures.len() >= limit {
-        let doublings = (failures.len() / limit - 1).min(HORIZON_WINDOWS.ilog2() as usize);
+        let doublings = (failures.len() / limit - 1).min(DOUBLINGS as usize);
         let lockout = config.window * (1u32 << doublings);
         let until = failures[limit - 1] + delta(lockout);
         if until > now {

@@ -1404,6 +1404,15 @@ async fn pages_forbid_framing_and_inline_script(backend: Backend) {
     let missing = reqwest::get(app.url("/no/such/page")).await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_html_security_headers(missing.headers(), "the HTML 404 page");
+    let forged = app
+        .client
+        .post(app.url("/login"))
+        .form(&[("username", "admin"), ("password", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    assert_html_security_headers(forged.headers(), "the HTML 403 page");
 
     let https = spawn_app_with(backend, |settings| settings.cookie_secure = true).await;
     for path in ["/login", "/no/such/page", "/api/me/"] {
