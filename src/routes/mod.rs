@@ -122,8 +122,6 @@ pub fn is_api_path(path: &str) -> bool {
     under("/api") || under("/auth") || path == "/healthz" || path == "/readyz"
 }
 
-/// Anything unrouted: 405 with `Allow` when the path exists under other methods, else 404 (an
-/// HTML page outside the API).
 /// Every HTML answer, wherever it comes from (a page, an error page, a 404), may not be framed
 /// (clickjacking), runs no inline script, sends forms only here, and is never sniffed as
 /// something else. With secure cookies the site is HTTPS-only, so browsers are told to stay on it.
@@ -167,6 +165,8 @@ pub async fn security_headers(
     Ok(response)
 }
 
+/// Anything unrouted: 405 with `Allow` when the path exists under other methods, else 404 (an
+/// HTML page outside the API).
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     log::debug!("no route for {} {}", req.method(), req.path());
     if !is_api_path(req.path()) {

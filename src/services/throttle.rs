@@ -207,8 +207,8 @@ impl LoginThrottle {
         }
     }
 
-    /// Adds the record (in flight), drops the key's attempts older than the horizon, and returns
-    /// the key's other attempts.
+    /// Adds the record (in flight) and returns the key's other attempts within the horizon.
+    /// (Older ones are ignored here; `prune` deletes them from the database, Redis at once.)
     async fn record_and_read(
         &self,
         record: &Record,

@@ -2,14 +2,14 @@
 //! SQLite file, or a uniquely named PostgreSQL database when `MULTITOKEN_TEST_POSTGRES_URL` is
 //! set), and a client with a helper per endpoint.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use multitoken::{
     config::{SecretKey, Settings},
     startup::Application,
 };
 use reqwest::{Response, StatusCode};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{Database, DatabaseConnection};
 use serde_json::{Value, json};
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
@@ -36,109 +36,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
-#[derive(Clone, Debug)]
-pub enum Backend {
-    Sqlite,
-    /// The server URL of a database we may create databases from.
-    Postgres(String),
-}
-
-impl Backend {
-    pub fn postgres() -> Option<Backend> {
-        std::env::var("MULTITOKEN_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .map(Backend::Postgres)
-    }
-}
-
-/// A database that exists for one test, and is removed with it.
-pub struct TestDatabase {
-    pub url: String,
-    /// The SQLite file, kept alive (and deleted) with the test.
-    pub sqlite_file: Option<PathBuf>,
-    _dir: Option<tempfile::TempDir>,
-    /// The PostgreSQL server URL and database name, to drop it afterwards.
-    postgres: Option<(String, String)>,
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let Some((server_url, name)) = self.postgres.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime, which cannot block on itself: use a thread of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = Database::connect(server_url.as_str()).await?;
-                admin
-                    .execute_unprepared(&format!(
-                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                    ))
-                    .await?;
-                admin.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop a test database (.ci/run removes leftovers): {dropped:?}");
-        }
-    }
-}
-
-impl TestDatabase {
-    pub async fn create(backend: &Backend) -> TestDatabase {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temporary directory");
-                let file = dir.path().join("multitoken.db");
-                TestDatabase {
-                    url: format!("sqlite://{}?mode=rwc", file.display()),
-                    sqlite_file: Some(file),
-                    _dir: Some(dir),
-                    postgres: None,
-                }
-            }
-            Backend::Postgres(server_url) => {
-                let name = format!("mt_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(server_url.as_str())
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("cannot connect to PostgreSQL at {server_url}: {e}")
-                    });
-                admin
-                    .execute_unprepared(&format!(r#"CREATE DATABASE "{name}""#))
-                    .await
-                    .expect("create a test database");
-                admin.close().await.ok();
-                TestDatabase {
-                    url: with_database_name(server_url, &name),
-                    sqlite_file: None,
-                    _dir: None,
-                    postgres: Some((server_url.clone(), name)),
-                }
-            }
-        }
-    }
-}
-
-/// `postgres://user@host:port/db?options` with another database name, options kept.
-fn with_database_name(server_url: &str, name: &str) -> String {
-    let (address, options) = match server_url.split_once('?') {
-        Some((address, options)) => (address, Some(options)),
-        None => (server_url, None),
-    };
-    let (scheme, rest) = address.split_once("://").expect("a postgres:// URL");
-    let host = rest.split_once('/').map_or(rest, |(host, _)| host);
-    match options {
-        Some(options) => format!("{scheme}://{host}/{name}?{options}"),
-        None => format!("{scheme}://{host}/{name}"),
-    }
-}
+pub use crate::test_database::{Backend, TestDatabase};
 
 /// Settings as a test wants them; change fields before `spawn_app_with`.
 pub fn test_settings(database_url: &str) -> Settings {
@@ -365,11 +263,15 @@ pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
 /// The status of `POST /api/token/` against a server started outside `TestApp` (a child process,
 /// or one of several instances).
 pub async fn login_status_at(port: u16, username: &str, password: &str) -> StatusCode {
+    login_at(port, username, password).await.status()
+}
+
+/// `POST /api/token/` at a raw port, answered in full.
+pub async fn login_at(port: u16, username: &str, password: &str) -> Response {
     reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/token/"))
         .json(&json!({ "username": username, "password": password }))
         .send()
         .await
         .expect("request sent")
-        .status()
 }

@@ -14,15 +14,25 @@ use multitoken::startup::Application;
 const WITHIN: Duration = Duration::from_secs(1);
 
 /// A second instance on the first one's database, reached over HTTP only.
-struct OtherInstance {
-    port: u16,
-    handle: actix_web::dev::ServerHandle,
+pub struct OtherInstance {
+    pub port: u16,
+    pub handle: actix_web::dev::ServerHandle,
     client: reqwest::Client,
 }
 
 impl OtherInstance {
     async fn start(first: &TestApp) -> OtherInstance {
-        let application = Application::build(&test_settings(&first.database.url))
+        OtherInstance::start_with(first, |_| {}).await
+    }
+
+    /// With settings changed from the tests' defaults, as the first instance's may be.
+    pub async fn start_with(
+        first: &TestApp,
+        adjust: impl FnOnce(&mut multitoken::config::Settings),
+    ) -> OtherInstance {
+        let mut settings = test_settings(&first.database.url);
+        adjust(&mut settings);
+        let application = Application::build(&settings)
             .await
             .expect("a second instance starts on the same database");
         let port = application.port();

@@ -1,4 +1,8 @@
 mod helpers;
+// Shared with the other test binary; each uses a part of it.
+#[allow(dead_code)]
+#[path = "../common/test_database.rs"]
+mod test_database;
 
 mod admin;
 mod audit;

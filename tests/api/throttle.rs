@@ -4,14 +4,16 @@
 
 use std::time::Duration;
 
-use multitoken::{config::Settings, startup::Application};
+use multitoken::config::Settings;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, TestDatabase, spawn_app_with, start, status_and_json, test_settings,
+    Backend, PASSWORD, TestApp, TestDatabase, login_at, spawn_app_with, start, status_and_json,
+    test_settings,
 };
+use crate::instances::OtherInstance;
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -270,37 +272,12 @@ async fn the_window_slides(backend: Backend) {
     );
 }
 
-/// A second instance on `first`'s database with the same limits, reached over HTTP only.
-async fn second_instance(
-    first: &TestApp,
-    adjust: impl FnOnce(&mut Settings),
-) -> (u16, actix_web::dev::ServerHandle) {
-    let mut settings = test_settings(&first.database.url);
-    adjust(&mut settings);
-    let application = Application::build(&settings)
-        .await
-        .expect("a second instance starts on the same database");
-    let port = application.port();
-    let handle = application.handle();
-    tokio::spawn(application.run_until_stopped());
-    (port, handle)
-}
-
-async fn status_at(port: u16, username: &str, password: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/token/"))
-        .json(&json!({ "username": username, "password": password }))
-        .send()
-        .await
-        .expect("request sent")
-}
-
 /// Two failures through each of two instances: the fifth attempt is refused by both.
 async fn assert_shared(first: &TestApp, second_port: u16) {
     first.create_user("alice", false).await;
     fail_logins(first, "alice", 2, None).await;
     for _ in 0..2 {
-        let response = status_at(second_port, "alice", "wrong password").await;
+        let response = login_at(second_port, "alice", "wrong password").await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     }
     let on_first = login_from(first, "alice", PASSWORD, None).await;
@@ -310,15 +287,15 @@ async fn assert_shared(first: &TestApp, second_port: u16) {
         "the first instance counts the second's failures",
     )
     .await;
-    let on_second = status_at(second_port, "alice", PASSWORD).await;
+    let on_second = login_at(second_port, "alice", PASSWORD).await;
     assert_throttled(on_second, MINUTE, "and the second the first's").await;
 }
 
 async fn instances_on_one_database_share_the_counters(backend: Backend) {
     let first = spawn_app_with(backend, limits(4, 1000)).await;
-    let (port, handle) = second_instance(&first, limits(4, 1000)).await;
-    assert_shared(&first, port).await;
-    handle.stop(true).await;
+    let second = OtherInstance::start_with(&first, limits(4, 1000)).await;
+    assert_shared(&first, second.port).await;
+    second.handle.stop(true).await;
 }
 
 async fn with_redis_the_counters_live_in_redis_and_are_shared(backend: Backend) {
@@ -339,13 +316,13 @@ async fn with_redis_the_counters_live_in_redis_and_are_shared(backend: Backend) 
     let mut settings = test_settings(&database.url);
     with_redis(&mut settings);
     let first = start(database, &settings).await;
-    let (port, handle) = second_instance(&first, with_redis).await;
+    let second = OtherInstance::start_with(&first, with_redis).await;
     // A success forgets the failures in Redis too: 3 + 3 failures around it stay under 4.
     first.create_user("bob", false).await;
     fail_logins(&first, "bob", 3, None).await;
     assert_eq!(login_status(&first, "bob", PASSWORD).await, StatusCode::OK);
     fail_logins(&first, "bob", 3, None).await;
-    assert_shared(&first, port).await;
+    assert_shared(&first, second.port).await;
 
     let db = first.db().await;
     let rows = db
@@ -390,7 +367,7 @@ async fn with_redis_the_counters_live_in_redis_and_are_shared(backend: Backend) 
         .query_async(&mut redis)
         .await
         .unwrap();
-    handle.stop(true).await;
+    second.handle.stop(true).await;
 }
 
 /// A Redis server of the test's own, on a free port, that the test can stop and start again.

@@ -1,81 +1,14 @@
-//! A fresh database per test (a temporary SQLite file, or a uniquely named PostgreSQL database
-//! when `MULTITOKEN_TEST_POSTGRES_URL` is set), as in `tests/api/helpers.rs`, and direct reads of
-//! the tokens table, for what must hold whatever the server says.
+//! The shared test database (`tests/common/test_database.rs`), and direct reads of the tokens
+//! table, for what must hold whatever the server says.
 
-use std::{collections::HashMap, path::Path};
+use std::collections::HashMap;
 
 use multitoken::entities::tokens;
-use sea_orm::{ConnectionTrait, Database, EntityTrait};
+use sea_orm::{Database, EntityTrait};
 
-#[derive(Clone, Debug)]
-pub enum Backend {
-    Sqlite,
-    /// The server URL of a database we may create databases from.
-    Postgres(String),
-}
-
-impl Backend {
-    pub fn postgres() -> Option<Backend> {
-        std::env::var("MULTITOKEN_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .map(Backend::Postgres)
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres(_) => "PostgreSQL",
-        }
-    }
-}
-
-/// A database that exists for one test, and is removed with it. The directory also holds the
-/// server's logs.
-pub struct TestDatabase {
-    pub url: String,
-    pub dir: tempfile::TempDir,
-    /// The PostgreSQL server URL and database name, to drop it afterwards.
-    postgres: Option<(String, String)>,
-}
+pub use crate::test_database::{Backend, TestDatabase};
 
 impl TestDatabase {
-    pub async fn create(backend: &Backend) -> TestDatabase {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        match backend {
-            Backend::Sqlite => TestDatabase {
-                url: format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("multitoken.db").display()
-                ),
-                dir,
-                postgres: None,
-            },
-            Backend::Postgres(server_url) => {
-                let name = format!("mt_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(server_url.as_str())
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!("cannot connect to PostgreSQL at {server_url}: {e}")
-                    });
-                admin
-                    .execute_unprepared(&format!(r#"CREATE DATABASE "{name}""#))
-                    .await
-                    .expect("create a test database");
-                admin.close().await.ok();
-                TestDatabase {
-                    url: with_database_name(server_url, &name),
-                    dir,
-                    postgres: Some((server_url.clone(), name)),
-                }
-            }
-        }
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Every row of the tokens table, by key digest (hex), read past the server.
     pub async fn tokens_by_digest(&self) -> HashMap<String, tokens::Model> {
         let db = Database::connect(self.url.as_str())
@@ -89,48 +22,6 @@ impl TestDatabase {
         rows.into_iter()
             .map(|row| (row.key_digest.clone(), row))
             .collect()
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let Some((server_url, name)) = self.postgres.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime, which cannot block on itself: use a thread of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = Database::connect(server_url.as_str()).await?;
-                admin
-                    .execute_unprepared(&format!(
-                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                    ))
-                    .await?;
-                admin.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop a test database (.ci/run removes leftovers): {dropped:?}");
-        }
-    }
-}
-
-/// `postgres://user@host:port/db?options` with another database name, options kept.
-fn with_database_name(server_url: &str, name: &str) -> String {
-    let (address, options) = match server_url.split_once('?') {
-        Some((address, options)) => (address, Some(options)),
-        None => (server_url, None),
-    };
-    let (scheme, rest) = address.split_once("://").expect("a postgres:// URL");
-    let host = rest.split_once('/').map_or(rest, |(host, _)| host);
-    match options {
-        Some(options) => format!("{scheme}://{host}/{name}?{options}"),
-        None => format!("{scheme}://{host}/{name}"),
     }
 }
 

@@ -3,8 +3,12 @@
 //! seconds; `MULTITOKEN_LOAD_SECONDS` shortens the load for a quick local run.
 
 mod database;
+// Shared with the other test binary; each uses a part of it.
 mod driver;
 mod server;
+#[allow(dead_code)]
+#[path = "../common/test_database.rs"]
+mod test_database;
 
 mod crash;
 mod load;

@@ -1,0 +1,123 @@
+//! A fresh database per test: a temporary SQLite file, or a uniquely named PostgreSQL database
+//! when `MULTITOKEN_TEST_POSTGRES_URL` is set. Shared by the `api` and `load` test binaries
+//! (each includes this file with `#[path]`, and each uses a part of it).
+
+use std::path::{Path, PathBuf};
+
+use sea_orm::{ConnectionTrait, Database};
+
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// The server URL of a database we may create databases from.
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn postgres() -> Option<Backend> {
+        std::env::var("MULTITOKEN_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(Backend::Postgres)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// A database that exists for one test, and is removed with it. Its directory holds the SQLite
+/// file, and whatever else the test keeps beside it (server logs).
+pub struct TestDatabase {
+    pub url: String,
+    /// The SQLite file, kept alive (and deleted) with the test.
+    pub sqlite_file: Option<PathBuf>,
+    dir: tempfile::TempDir,
+    /// The PostgreSQL server URL and database name, to drop it afterwards.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: &Backend) -> TestDatabase {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        match backend {
+            Backend::Sqlite => {
+                let file = dir.path().join("multitoken.db");
+                TestDatabase {
+                    url: format!("sqlite://{}?mode=rwc", file.display()),
+                    sqlite_file: Some(file),
+                    dir,
+                    postgres: None,
+                }
+            }
+            Backend::Postgres(server_url) => {
+                let name = format!("mt_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(server_url.as_str())
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("cannot connect to PostgreSQL at {server_url}: {e}")
+                    });
+                admin
+                    .execute_unprepared(&format!(r#"CREATE DATABASE "{name}""#))
+                    .await
+                    .expect("create a test database");
+                admin.close().await.ok();
+                TestDatabase {
+                    url: with_database_name(server_url, &name),
+                    sqlite_file: None,
+                    dir,
+                    postgres: Some((server_url.clone(), name)),
+                }
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((server_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = Database::connect(server_url.as_str()).await?;
+                admin
+                    .execute_unprepared(&format!(
+                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                    ))
+                    .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop a test database (.ci/run removes leftovers): {dropped:?}");
+        }
+    }
+}
+
+/// `postgres://user@host:port/db?options` with another database name, options kept.
+fn with_database_name(server_url: &str, name: &str) -> String {
+    let (address, options) = match server_url.split_once('?') {
+        Some((address, options)) => (address, Some(options)),
+        None => (server_url, None),
+    };
+    let (scheme, rest) = address.split_once("://").expect("a postgres:// URL");
+    let host = rest.split_once('/').map_or(rest, |(host, _)| host);
+    match options {
+        Some(options) => format!("{scheme}://{host}/{name}?{options}"),
+        None => format!("{scheme}://{host}/{name}"),
+    }
+}
