@@ -6,12 +6,15 @@ use std::io::BufRead;
 use crate::{
     auth::random::random_alphanumeric,
     config::{Cli, Command, Settings},
+    db::connect_and_migrate,
     services::{
         audit::Actor,
         tokens::{self, NewToken, TokenName},
         users::{self, NewUser, Username},
     },
-    startup::{Application, connect_and_migrate, policy_from},
+    startup::Application,
+    state::policy_from,
+    verify::Revocations,
 };
 
 /// A command's failure, shown as one line on stderr.
@@ -67,6 +70,7 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
                 .map(|d| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX));
             let issued = tokens::issue(
                 &db,
+                &Revocations::none(),
                 &policy_from(&settings),
                 &Actor::command_line(),
                 &user,
@@ -78,7 +82,10 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         }
         Command::Prune => {
             let db = connect_and_migrate(&settings.database_url).await?;
-            println!("{}", tokens::prune(&db, &Actor::command_line()).await?);
+            println!(
+                "{}",
+                tokens::prune(&db, &Revocations::none(), &Actor::command_line()).await?
+            );
             Ok(())
         }
     }
@@ -111,7 +118,14 @@ async fn create_user(
         password: password.clone(),
         is_admin: admin,
     };
-    let created = users::create(&db, &policy_from(settings), &Actor::command_line(), new).await?;
+    let created = users::create(
+        &db,
+        &Revocations::none(),
+        &policy_from(settings),
+        &Actor::command_line(),
+        new,
+    )
+    .await?;
     eprintln!(
         "created user {}{}",
         created.user.username,

@@ -4,10 +4,9 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode, http::header};
 use serde_json::json;
 
-use crate::services::{
-    Invalid,
-    tokens::{AuthError, TokenError},
-    users::UserError,
+use crate::{
+    services::{Invalid, tokens::TokenError, users::UserError},
+    verify::AuthError,
 };
 
 pub const API_BODY_LIMIT: usize = 64 * 1024;

@@ -1,9 +1,12 @@
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod db;
 pub mod duration;
 pub mod entities;
 pub mod error;
 pub mod routes;
 pub mod services;
 pub mod startup;
+pub mod state;
+pub mod verify;

@@ -1,6 +1,5 @@
-//! Credentials: token keys, passwords, randomness, and the request extractors that use them.
-pub mod extract;
+//! Credentials, pure: token keys (format, checksum, digest), passwords (argon2), randomness.
+//! Nothing here knows of HTTP or the database.
 pub mod key;
 pub mod password;
 pub mod random;
-pub mod session;

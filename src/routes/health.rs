@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, web};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
-use crate::{error::ApiError, startup::AppState};
+use crate::{error::ApiError, state::AppState};
 
 const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -2,9 +2,10 @@
 
 pub mod api;
 pub mod body;
+pub mod extract;
+pub mod forward_auth;
 pub mod health;
 pub mod pages;
-pub mod verify;
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
@@ -22,7 +23,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::{
     error::{ApiError, WebError},
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(OpenApi)]
@@ -73,7 +74,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::admin::create_user)
         .service(api::admin::delete_user)
         .service(api::admin::list_audit_events)
-        .service(verify::verify_token)
+        .service(forward_auth::verify_token)
         .service(api::introspect::introspect_token);
 }
 

@@ -1,11 +1,8 @@
 //! The domain: rules, owner scoping and transactions. Knows nothing of HTTP.
 pub mod audit;
-pub mod last_used;
-pub mod sqlite_lookup;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
-pub mod verification;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait, sea_query::Expr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, sea_query::Expr,
 };
 use unicode_normalization::UnicodeNormalization;
 use uuid::Uuid;
@@ -15,7 +15,6 @@ use super::{
     has_control_characters, is_unique_violation, now,
     throttle::{LoginThrottle, ThrottleError},
     tokens,
-    verification::{self, Revocation},
 };
 use crate::{
     auth::{
@@ -23,6 +22,7 @@ use crate::{
         random::random_alphanumeric,
     },
     entities::{tokens as token_rows, users},
+    verify::{Revocation, Revocations},
 };
 
 pub const USERNAME_MAX_CHARS: usize = 150;
@@ -154,13 +154,14 @@ pub struct CreatedUser {
 /// Creates a user (and, by policy, its `default` token) in one transaction.
 pub async fn create(
     db: &DatabaseConnection,
+    revocations: &Revocations,
     policy: &Policy,
     actor: &Actor,
     new: NewUser,
 ) -> Result<CreatedUser, UserError> {
     validate_password(&new.password)?;
     let password_hash = password::hash_password(new.password).await?;
-    let txn = db.begin().await?;
+    let txn = revocations.begin(db).await?;
     let user = users::ActiveModel {
         id: Set(Uuid::now_v7()),
         username: Set(new.username.as_str().to_owned()),
@@ -188,7 +189,7 @@ pub async fn create(
     .await?;
     let signup_token = if policy.token_on_signup {
         let request = tokens::NewToken::device(tokens::TokenName::parse(SIGNUP_TOKEN_NAME)?, None);
-        Some(tokens::issue(&txn, policy, actor, &user, request).await?)
+        Some(tokens::issue_in(&txn, policy, actor, &user, request).await?)
     } else {
         None
     };
@@ -283,6 +284,7 @@ pub async fn authenticate(
 /// in unless `sign_out_others` names the session to keep; device tokens always stay.
 pub async fn change_password(
     db: &DatabaseConnection,
+    revocations: &Revocations,
     actor: &Actor,
     user: &users::Model,
     current: String,
@@ -300,7 +302,7 @@ pub async fn change_password(
         return Err(UserError::WrongCurrentPassword);
     }
     let password_hash = password::hash_password(new).await?;
-    let txn = db.begin().await?;
+    let txn = revocations.begin(db).await?;
     let done = users::Entity::update_many()
         .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
         .filter(users::Column::Id.eq(user.id))
@@ -328,9 +330,6 @@ pub async fn change_password(
         None => 0,
     };
     txn.commit().await?;
-    if signed_out > 0 {
-        verification::revoked(db, Revocation::User(user.id)).await;
-    }
     log::info!("password changed for user {}", user.id);
     Ok(signed_out)
 }
@@ -339,6 +338,7 @@ pub async fn change_password(
 /// Setting the state a user already has changes and records nothing.
 pub async fn set_active(
     db: &DatabaseConnection,
+    revocations: &Revocations,
     actor: &Actor,
     user: users::Model,
     active: bool,
@@ -346,7 +346,7 @@ pub async fn set_active(
     if actor.is(&user) && !active {
         return Err(UserError::OwnAccount);
     }
-    let txn = db.begin().await?;
+    let txn = revocations.begin(db).await?;
     // The write comes first (on SQLite a read before it could not upgrade to a write lock), and
     // only a real change counts, so two admins deactivating at once record it once.
     let changed = users::Entity::update_many()
@@ -369,24 +369,23 @@ pub async fn set_active(
         };
         audit::record(&txn, actor, Event::new(action, Target::user(&current))).await?;
         log::info!("user {} {}", current.username, action.code());
+        txn.revoke(Revocation::User(user.id));
     }
     txn.commit().await?;
-    if changed {
-        verification::revoked(db, Revocation::User(user.id)).await;
-    }
     Ok(current)
 }
 
 /// Deletes a user and all of its tokens (each recorded as revoked).
 pub async fn delete(
     db: &DatabaseConnection,
+    revocations: &Revocations,
     actor: &Actor,
     user: users::Model,
 ) -> Result<(), UserError> {
     if actor.is(&user) {
         return Err(UserError::OwnAccount);
     }
-    let txn = db.begin().await?;
+    let txn = revocations.begin(db).await?;
     // Tokens first, so each gets its record (the foreign key would cascade silently).
     let removed = token_rows::Entity::delete_many()
         .filter(token_rows::Column::UserId.eq(user.id))
@@ -405,8 +404,8 @@ pub async fn delete(
         .collect();
     events.push(Event::new(Action::UserDeleted, Target::user(&user)));
     audit::record_all(&txn, actor, events).await?;
+    txn.revoke(Revocation::User(user.id));
     txn.commit().await?;
-    verification::revoked(db, Revocation::User(user.id)).await;
     log::info!("user deleted: {}", user.username);
     Ok(())
 }
@@ -423,6 +422,7 @@ pub enum Bootstrap {
 /// On an empty database, creates the `admin` user so a fresh install can be used at once.
 pub async fn ensure_bootstrap_admin(
     db: &DatabaseConnection,
+    revocations: &Revocations,
     policy: &Policy,
     configured_password: Option<String>,
 ) -> Result<Bootstrap, UserError> {
@@ -443,7 +443,7 @@ pub async fn ensure_bootstrap_admin(
         token_on_signup: false,
         ..policy.clone()
     };
-    match create(db, &policy, &Actor::system(), new).await {
+    match create(db, revocations, &policy, &Actor::system(), new).await {
         Ok(_) if generated => Ok(Bootstrap::CreatedWithRandomPassword(password)),
         Ok(_) => Ok(Bootstrap::CreatedWithConfiguredPassword),
         // Another instance sharing the database won the race: it created the admin.

@@ -8,15 +8,15 @@ use uuid::Uuid;
 
 use super::{ErrorResponse, TokenResponse};
 use crate::{
-    auth::extract::AdminUser,
     entities::{tokens::TokenKind, users::Model as User},
     error::ApiError,
     routes::body::JsonOrForm,
+    routes::extract::AdminUser,
     services::{
         audit, tokens,
         users::{self, NewUser, Username},
     },
-    startup::AppState,
+    state::AppState,
 };
 
 const DEFAULT_PAGE: u32 = 100;
@@ -119,11 +119,14 @@ pub async fn list_all_tokens(
         owner,
         kind: filter.kind,
     };
-    let mut rows = tokens::list_all(&state.db, &selection, u64::from(limit), offset).await?;
-    state
-        .verifier
-        .last_used()
-        .overlay(rows.iter_mut().map(|(token, _)| token));
+    let rows = tokens::list_all(
+        &state.db,
+        state.verifier.last_used(),
+        &selection,
+        u64::from(limit),
+        offset,
+    )
+    .await?;
     let body: Vec<AdminTokenResponse> = rows
         .into_iter()
         .map(|(token, user)| AdminTokenResponse {
@@ -147,7 +150,13 @@ pub async fn revoke_token(
     admin: AdminUser,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    tokens::revoke(&state.db, &admin.actor(), id.into_inner()).await?;
+    tokens::revoke(
+        &state.db,
+        &state.revocations,
+        &admin.actor(),
+        id.into_inner(),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -165,7 +174,8 @@ pub async fn revoke_all_user_tokens(
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users::find_by_username(&state.db, &username).await?;
-    let revoked = tokens::revoke_all_for(&state.db, &admin.actor(), &user).await?;
+    let revoked =
+        tokens::revoke_all_for(&state.db, &state.revocations, &admin.actor(), &user).await?;
     Ok(HttpResponse::Ok().json(RevokedResponse { revoked }))
 }
 
@@ -183,7 +193,8 @@ pub async fn deactivate_user(
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users::find_by_username(&state.db, &username).await?;
-    let user = users::set_active(&state.db, &admin.actor(), user, false).await?;
+    let user =
+        users::set_active(&state.db, &state.revocations, &admin.actor(), user, false).await?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
@@ -201,7 +212,7 @@ pub async fn activate_user(
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users::find_by_username(&state.db, &username).await?;
-    let user = users::set_active(&state.db, &admin.actor(), user, true).await?;
+    let user = users::set_active(&state.db, &state.revocations, &admin.actor(), user, true).await?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
@@ -245,7 +256,14 @@ pub async fn create_user(
         password: request.password,
         is_admin: request.is_admin,
     };
-    let created = users::create(&state.db, &state.policy, &admin.actor(), new).await?;
+    let created = users::create(
+        &state.db,
+        &state.revocations,
+        &state.policy,
+        &admin.actor(),
+        new,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(CreatedUserResponse {
         user: created.user.into(),
         default_token: created.signup_token.map(|issued| SignupToken {
@@ -269,7 +287,7 @@ pub async fn delete_user(
     username: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = users::find_by_username(&state.db, &username).await?;
-    users::delete(&state.db, &admin.actor(), user).await?;
+    users::delete(&state.db, &state.revocations, &admin.actor(), user).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

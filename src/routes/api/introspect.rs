@@ -7,12 +7,12 @@ use uuid::Uuid;
 
 use super::ErrorResponse;
 use crate::{
-    auth::extract::AdminUser,
     entities::tokens::TokenKind,
     error::ApiError,
     routes::body::JsonOrForm,
-    services::tokens::{AuthError, Authenticated},
-    startup::AppState,
+    routes::extract::AdminUser,
+    state::AppState,
+    verify::{AuthError, Authenticated},
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -81,7 +81,7 @@ pub async fn introspect_token(
     _admin: AdminUser,
     body: JsonOrForm<IntrospectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = match state.verifier.verify(&state.db, body.0.token.trim()).await {
+    let answer = match state.verifier.verify_text(body.0.token.trim()).await {
         Ok(found) => IntrospectionResponse::from(found),
         Err(AuthError::Invalid | AuthError::Expired | AuthError::InactiveUser) => {
             IntrospectionResponse::default()

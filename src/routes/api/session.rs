@@ -8,16 +8,16 @@ use uuid::Uuid;
 
 use super::{DetailResponse, ErrorResponse};
 use crate::{
-    auth::extract::{ApiUser, ClientAddress},
     entities::tokens::TokenKind,
     error::ApiError,
     routes::body::JsonOrForm,
+    routes::extract::{ApiUser, ClientAddress},
     services::{
         audit::Actor,
         tokens::{self, Everywhere, IssuedToken, NewToken, Removal, TokenName},
         users,
     },
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -124,6 +124,7 @@ pub async fn create_session_token(
     let actor = Actor::user(&user, client.0);
     let issued = tokens::issue(
         &state.db,
+        &state.revocations,
         &state.policy,
         &actor,
         &user,
@@ -166,6 +167,7 @@ pub async fn create_non_expiring_token(
     let actor = Actor::user(&user, client.0);
     let issued = tokens::issue(
         &state.db,
+        &state.revocations,
         &state.policy,
         &actor,
         &user,
@@ -204,7 +206,15 @@ async fn delete_presented_token(
     let actor = caller.actor();
     let ApiUser(caller, _) = caller;
     let why = Removal::LoggedOut;
-    tokens::end_session(&state.db, &actor, &caller.user, caller.token.id, why).await?;
+    tokens::end_session(
+        &state.db,
+        &state.revocations,
+        &actor,
+        &caller.user,
+        caller.token.id,
+        why,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(DetailResponse {
         detail: "User successfully logged out".into(),
     }))
@@ -259,7 +269,14 @@ pub async fn logout_all(
     } else {
         Everywhere::Sessions
     };
-    let revoked = tokens::delete_all_own(&state.db, &caller.actor(), &caller.0.user, scope).await?;
+    let revoked = tokens::delete_all_own(
+        &state.db,
+        &state.revocations,
+        &caller.actor(),
+        &caller.0.user,
+        scope,
+    )
+    .await?;
     let detail = if include_devices {
         "All tokens revoked"
     } else {

@@ -8,15 +8,15 @@ use uuid::Uuid;
 
 use super::{ErrorResponse, TokenResponse};
 use crate::{
-    auth::extract::ApiUser,
     entities::tokens::TokenKind,
     error::ApiError,
     routes::body::JsonOrForm,
+    routes::extract::ApiUser,
     services::{
         Invalid,
         tokens::{self, MAX_LIFETIME_DAYS, NewToken, TokenName},
     },
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -68,8 +68,7 @@ pub async fn list_tokens(
     state: web::Data<AppState>,
     caller: ApiUser,
 ) -> Result<HttpResponse, ApiError> {
-    let mut tokens = tokens::list_for(&state.db, caller.0.user.id).await?;
-    state.verifier.last_used().overlay(&mut tokens);
+    let tokens = tokens::list_for(&state.db, state.verifier.last_used(), caller.0.user.id).await?;
     Ok(HttpResponse::Ok().json(
         tokens
             .into_iter()
@@ -100,6 +99,7 @@ pub async fn create_token(
     let request = body.0.validate()?;
     let issued = tokens::issue(
         &state.db,
+        &state.revocations,
         &state.policy,
         &caller.actor(),
         &caller.0.user,
@@ -132,6 +132,7 @@ pub async fn delete_token(
 ) -> Result<HttpResponse, ApiError> {
     tokens::delete_own(
         &state.db,
+        &state.revocations,
         &caller.actor(),
         &caller.0.user,
         id.into_inner(),

@@ -9,7 +9,7 @@ use super::{
     extract::{CsrfForm, SignedIn},
     render,
 };
-use crate::{error::WebError, services::users, startup::AppState};
+use crate::{error::WebError, services::users, state::AppState};
 
 #[derive(Template)]
 #[template(path = "account/password.html")]
@@ -54,6 +54,7 @@ pub async fn change_password(
     let sign_out_others = form.sign_out_everywhere.map(|_| user.auth.token.id);
     let changed = users::change_password(
         &state.db,
+        &state.revocations,
         &user.actor(),
         &user.auth.user,
         form.current_password,

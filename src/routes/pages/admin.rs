@@ -13,16 +13,16 @@ use super::{
     tokens::{ConfirmForm, ConfirmPage, TokenRow, signed_out_by_own_hand},
 };
 use crate::{
-    auth::session::FlashLevel,
     entities::{audit_events, tokens::TokenKind},
     error::WebError,
+    routes::pages::session::FlashLevel,
     services::{
         audit::{self, Action},
         now,
         tokens::{self, TokenFilter},
         users::{self, NewUser, Username},
     },
-    startup::AppState,
+    state::AppState,
 };
 
 const PAGE_SIZE: u64 = 50;
@@ -110,7 +110,15 @@ pub async fn create_user(
         password: form.password,
         is_admin: form.is_admin.is_some(),
     };
-    let created = match users::create(&state.db, &state.policy, &admin.actor(), new).await {
+    let created = match users::create(
+        &state.db,
+        &state.revocations,
+        &state.policy,
+        &admin.actor(),
+        new,
+    )
+    .await
+    {
         Ok(created) => created,
         Err(refusal) => return back_with(&admin.session, BACK, refusal),
     };
@@ -139,7 +147,9 @@ async fn set_active(
     let admin = admin.0;
     const BACK: &str = "/admin/users";
     let changed = match users::find_by_id(&state.db, id).await {
-        Ok(user) => users::set_active(&state.db, &admin.actor(), user, active).await,
+        Ok(user) => {
+            users::set_active(&state.db, &state.revocations, &admin.actor(), user, active).await
+        }
         Err(e) => Err(e),
     };
     match changed {
@@ -220,7 +230,7 @@ pub async fn revoke_all(
         Ok(user) => user,
         Err(refusal) => return back_with(&admin.session, BACK, refusal),
     };
-    match tokens::revoke_all_for(&state.db, &admin.actor(), &user).await {
+    match tokens::revoke_all_for(&state.db, &state.revocations, &admin.actor(), &user).await {
         Ok(_) if user.id == admin.auth.user.id => Ok(signed_out_by_own_hand(
             &admin,
             "All your tokens are revoked: this browser is signed out.",
@@ -324,11 +334,14 @@ pub async fn tokens_page(
             serde_urlencoded::to_string([("user", user.as_str()), ("kind", kind_code)])
                 .unwrap_or_default();
         let pager = Pager::new(query.page, total, link_query);
-        let mut rows = tokens::list_all(&state.db, &filter, PAGE_SIZE, pager.offset()).await?;
-        state
-            .verifier
-            .last_used()
-            .overlay(rows.iter_mut().map(|(token, _)| token));
+        let rows = tokens::list_all(
+            &state.db,
+            state.verifier.last_used(),
+            &filter,
+            PAGE_SIZE,
+            pager.offset(),
+        )
+        .await?;
         (rows, total, pager)
     };
     let at = now();
@@ -388,7 +401,7 @@ pub async fn revoke_token(
     let admin = admin.0;
     const BACK: &str = "/admin/tokens";
     let id = id.into_inner();
-    match tokens::revoke(&state.db, &admin.actor(), id).await {
+    match tokens::revoke(&state.db, &state.revocations, &admin.actor(), id).await {
         Ok(()) if id == admin.auth.token.id => Ok(signed_out_by_own_hand(
             &admin,
             "Token revoked: this browser is signed out.",

@@ -6,19 +6,17 @@ use std::{future::Future, pin::Pin};
 use actix_web::{FromRequest, HttpRequest, dev::Payload, http::Method, http::header, web};
 use serde::{Deserialize, de::DeserializeOwned};
 
+use super::session::{FlashLevel, WebSession};
 use crate::{
-    auth::{
-        extract::ClientAddress,
-        session::{FlashLevel, WebSession},
-    },
     error::{ApiError, WebError},
-    routes::body::read_bounded,
+    routes::{body::read_bounded, extract::ClientAddress},
     services::{
         audit::Actor,
         now,
-        tokens::{self, AuthError, Authenticated, Removal},
+        tokens::{self, Removal},
     },
-    startup::AppState,
+    state::AppState,
+    verify::{AuthError, Authenticated},
 };
 
 /// A browser signed in through `/login`: its session token passed every check just now.
@@ -63,7 +61,7 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
     let Some(key) = session.token_key() else {
         return Err(sign_in_again);
     };
-    let auth = match state.verifier.verify(&state.db, &key).await {
+    let auth = match state.verifier.verify_text(&key).await {
         Ok(auth) => auth,
         Err(AuthError::Db(e)) => return Err(WebError::internal(e)),
         // Revoked, expired, or the user was deactivated: this browser is signed out.
@@ -86,7 +84,15 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
         // Idle too long: end the session token too, so a copied cookie is worthless.
         let actor = Actor::user(&auth.user, address.0.clone());
         let why = Removal::IdleTimeout;
-        tokens::end_session(&state.db, &actor, &auth.user, auth.token.id, why).await?;
+        tokens::end_session(
+            &state.db,
+            &state.revocations,
+            &actor,
+            &auth.user,
+            auth.token.id,
+            why,
+        )
+        .await?;
         session.end();
         session.flash(
             FlashLevel::Error,

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod assets;
 pub mod extract;
 pub mod format;
+pub mod session;
 pub mod sign_in;
 pub mod tokens;
 
@@ -23,9 +24,9 @@ use actix_web::{
 use askama::Template;
 
 use crate::{
-    auth::session::{Flash, FlashLevel, WebSession},
     error::WebError,
-    startup::AppState,
+    routes::pages::session::{Flash, FlashLevel, WebSession},
+    state::AppState,
 };
 use extract::SignedIn;
 

@@ -5,24 +5,22 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::session::{FlashLevel, WebSession};
 use super::{
     Layout, back_with, done,
     extract::{CsrfForm, SignedIn},
     render, see_other, sign_in_url,
 };
 use crate::{
-    auth::{
-        extract::ClientAddress,
-        session::{FlashLevel, WebSession},
-    },
     error::WebError,
+    routes::extract::ClientAddress,
     services::{
         audit::Actor,
         now,
         tokens::{self, NewToken, Removal},
         users,
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// `/`: the token list for a signed-in user, the sign-in page for anyone else.
@@ -113,7 +111,16 @@ pub async fn login(
     };
     let actor = Actor::user(&user, client.0.clone());
     let new = NewToken::browser_session(&state.policy);
-    let issued = match tokens::issue(&state.db, &state.policy, &actor, &user, new).await {
+    let issued = match tokens::issue(
+        &state.db,
+        &state.revocations,
+        &state.policy,
+        &actor,
+        &user,
+        new,
+    )
+    .await
+    {
         Ok(issued) => issued,
         Err(refusal) => return back_with(&session, &retry, refusal),
     };
@@ -136,12 +143,20 @@ async fn end_previous_sign_in(
     let Some(previous) = session.token_key() else {
         return Ok(());
     };
-    let Ok(previous) = tokens::authenticate(&state.db, &previous).await else {
+    let Ok(previous) = state.verifier.verify_text(&previous).await else {
         return Ok(()); // Already revoked or expired.
     };
     let actor = Actor::user(&previous.user, client.0.clone());
     let why = Removal::LoggedOut;
-    tokens::end_session(&state.db, &actor, &previous.user, previous.token.id, why).await?;
+    tokens::end_session(
+        &state.db,
+        &state.revocations,
+        &actor,
+        &previous.user,
+        previous.token.id,
+        why,
+    )
+    .await?;
     Ok(())
 }
 
@@ -157,7 +172,15 @@ pub async fn logout(
 ) -> Result<HttpResponse, WebError> {
     let actor = user.actor();
     let why = Removal::LoggedOut;
-    tokens::end_session(&state.db, &actor, &user.auth.user, user.auth.token.id, why).await?;
+    tokens::end_session(
+        &state.db,
+        &state.revocations,
+        &actor,
+        &user.auth.user,
+        user.auth.token.id,
+        why,
+    )
+    .await?;
     user.session.end();
     user.session
         .flash(FlashLevel::Success, "You have signed out.");

@@ -7,20 +7,21 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::session::FlashLevel;
 use super::{
     Layout, RevealedKey, back_with, done,
     extract::{CsrfForm, SignedIn},
     format, render, see_other,
 };
 use crate::{
-    auth::session::FlashLevel,
     entities::tokens::Model as Token,
     error::WebError,
     services::{
         Invalid, now,
         tokens::{self, MAX_LIFETIME_DAYS, NewToken, Removal, TokenName},
     },
-    startup::AppState,
+    state::AppState,
+    verify::checks,
 };
 
 /// A token as a table row: everything already formatted for people.
@@ -52,7 +53,7 @@ impl TokenRow {
             created_exact: format::exact(token.created_at),
             expires: format::expiry(token.expires_at, at),
             expires_exact: token.expires_at.map(format::exact).unwrap_or_default(),
-            expired: token.is_expired_at(at),
+            expired: checks::is_expired_at(&token, at),
             last_used: format::last_used(token.last_used_at, at),
             last_used_exact: token.last_used_at.map(format::exact).unwrap_or_default(),
             is_current: Some(token.id) == current,
@@ -92,8 +93,7 @@ async fn show_tokens(
 ) -> Result<HttpResponse, WebError> {
     let at = now();
     let current = Some(user.auth.token.id);
-    let mut tokens = tokens::list_for(&state.db, user.auth.user.id).await?;
-    state.verifier.last_used().overlay(&mut tokens);
+    let tokens = tokens::list_for(&state.db, state.verifier.last_used(), user.auth.user.id).await?;
     let tokens = tokens
         .into_iter()
         .map(|token| TokenRow::new(token, at, current))
@@ -173,6 +173,7 @@ pub async fn create_token(
     };
     let issued = match tokens::issue(
         &state.db,
+        &state.revocations,
         &state.policy,
         &user.actor(),
         &user.auth.user,
@@ -252,6 +253,7 @@ pub async fn delete_token(
 ) -> Result<HttpResponse, WebError> {
     let deleted = tokens::delete_own(
         &state.db,
+        &state.revocations,
         &user.actor(),
         &user.auth.user,
         id.into_inner(),

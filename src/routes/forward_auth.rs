@@ -4,7 +4,8 @@
 use actix_web::{HttpRequest, HttpResponse, ResponseError, http::Method, route};
 
 use super::api::ErrorResponse;
-use crate::{auth::extract::authenticate, services::tokens::Authenticated};
+use super::extract::authenticate;
+use crate::verify::Authenticated;
 
 const USER_HEADER: &str = "X-Auth-User";
 const TOKEN_ID_HEADER: &str = "X-Auth-Token-Id";

@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use subtle::ConstantTimeEq;
 
-use super::{key::TokenKey, random::random_alphanumeric};
+use crate::auth::{key::TokenKey, random::random_alphanumeric};
 
 const TOKEN_KEY: &str = "key";
 const CSRF: &str = "csrf";

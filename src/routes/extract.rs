@@ -16,9 +16,11 @@ use actix_web::{
 use ipnet::IpNet;
 
 use crate::{
+    auth::key::TokenKey,
     error::{ApiError, INVALID_TOKEN},
-    services::{audit::Actor, tokens::Authenticated},
-    startup::AppState,
+    services::audit::Actor,
+    state::AppState,
+    verify::Authenticated,
 };
 
 /// A caller authenticated by `Authorization: Token KEY` or `Authorization: Bearer KEY`, and the
@@ -126,19 +128,27 @@ pub fn key_from_authorization(value: &str) -> Option<&str> {
     (known && !key.is_empty()).then_some(key)
 }
 
-/// The caller behind the request's `Authorization` header, through the verification cache. The
-/// one way the API (extractors and forward-auth alike) checks a presented key.
+/// The caller behind the request's `Authorization` header, through the verifier. The one way
+/// the API (extractors and forward-auth alike) checks a presented key: parsed here, once, and a
+/// malformed or mistyped key is refused before any lookup.
 pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("AppState missing from the app"))?;
+    let key = presented_key(req).ok_or(ApiError::Unauthorized(INVALID_TOKEN))?;
+    Ok(state.verifier.verify(&key).await?)
+}
+
+/// The well-formed key in the request's `Authorization` header, if there is one.
+fn presented_key(req: &HttpRequest) -> Option<TokenKey> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(key_from_authorization)
-        .ok_or(ApiError::Unauthorized(INVALID_TOKEN))?;
-    Ok(state.verifier.verify(&state.db, presented).await?)
+        .and_then(key_from_authorization)?;
+    TokenKey::parse(presented)
+        .map_err(|reason| log::debug!("token refused before lookup: {reason:?}"))
+        .ok()
 }
 
 impl FromRequest for ApiUser {

@@ -5,8 +5,8 @@
 //! microseconds). A profile of `/api/me/` with the cache disabled showed about half of all CPU in
 //! the kernel switching threads. So a cache miss (or every request, with the cache disabled) reads
 //! through a connection owned by the HTTP worker thread instead: one per worker and database,
-//! query-only, with the same statement and the same checks as `tokens::authenticate`. Anything
-//! unexpected (an error, a value in another format) falls back to `tokens::authenticate`.
+//! query-only, with the same statement as the pool's lookup; the same checks follow either way.
+//! Anything unexpected (an error, a value in another format) falls back to the pool.
 //!
 //! Blocking the worker for that read is fine: in WAL mode readers never wait for writers, and
 //! the read is shorter than parsing the request.
@@ -18,10 +18,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, types::ValueRef};
 use sea_orm::ActiveEnum;
 use uuid::Uuid;
 
-use super::tokens::{self as tokens_service, AuthError, Authenticated};
-use crate::entities::{
-    tokens::{self, TokenKind},
-    users,
+use crate::{
+    auth::key::KeyDigest,
+    entities::{
+        tokens::{self, TokenKind},
+        users,
+    },
 };
 
 const LOOKUP: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_digest, t.key_prefix, \
@@ -31,18 +33,6 @@ const LOOKUP: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_digest, t.ke
 
 thread_local! {
     static CONNECTIONS: RefCell<HashMap<String, Connection>> = RefCell::new(HashMap::new());
-}
-
-/// The file behind a `sqlite:` URL; `None` for an in-memory database (which another connection
-/// could not see).
-pub fn file_of(database_url: &str) -> Option<String> {
-    let path = database_url
-        .strip_prefix("sqlite:")?
-        .trim_start_matches("//")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    (!path.is_empty() && !path.contains(":memory:")).then(|| path.to_owned())
 }
 
 /// Why the fast path could not answer; the caller then asks through sqlx.
@@ -55,15 +45,11 @@ impl<E: std::fmt::Display> From<E> for Unanswered {
     }
 }
 
-/// The same checks as `tokens::authenticate`, against the database file at `path`.
-pub fn authenticate(
+/// The token stored under `digest` with its owner, read from the database file at `path`.
+pub fn find(
     path: &str,
-    presented: &str,
-) -> Result<Result<Authenticated, AuthError>, Unanswered> {
-    let digest = match tokens_service::presented_digest(presented) {
-        Ok(digest) => digest,
-        Err(refused) => return Ok(Err(refused)),
-    };
+    digest: &KeyDigest,
+) -> Result<Option<(tokens::Model, Option<users::Model>)>, Unanswered> {
     let found = CONNECTIONS.with(|connections| -> Result<_, Unanswered> {
         let mut connections = connections.borrow_mut();
         if !connections.contains_key(path) {
@@ -76,16 +62,14 @@ pub fn authenticate(
             .optional()?;
         row.transpose()
     });
-    let (token, user) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => return Ok(Err(AuthError::Invalid)),
+    match found {
+        Ok(found) => Ok(found.map(|(token, user)| (token, Some(user)))),
         Err(error) => {
             // A broken connection is not kept: the next request opens a fresh one.
             CONNECTIONS.with(|connections| connections.borrow_mut().remove(path));
-            return Err(error);
+            Err(error)
         }
-    };
-    Ok(tokens_service::accept(&digest, token, Some(user)))
+    }
 }
 
 fn open(path: &str) -> Result<Connection, Unanswered> {
@@ -119,7 +103,7 @@ fn decode(row: &Row<'_>) -> Result<(tokens::Model, users::Model), Unanswered> {
         id: token.user_id,
         username: row.get(9)?,
         username_key: row.get(10)?,
-        // Never needed past authentication (as in `tokens::authenticate`).
+        // Never needed past authentication (`checks::accept` drops it too).
         password_hash: String::new(),
         is_admin: row.get(11)?,
         is_active: row.get(12)?,
@@ -151,17 +135,24 @@ fn time_at(row: &Row<'_>, index: usize) -> Result<Option<DateTime<Utc>>, Unanswe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::key::TokenKey;
-    use crate::services::{Policy, tokens as token_service, users as user_service};
+    use crate::{
+        auth::key::TokenKey,
+        services::{Policy, audit::Actor, tokens as token_service, users as user_service},
+        verify::{
+            Revocations,
+            checks::{self, AuthError},
+            lookup::{self, Lookup},
+        },
+    };
 
     /// The fast path falls back silently on anything unexpected, so only a direct comparison
-    /// shows that it really answers, and answers as `tokens::authenticate` does.
+    /// shows that it really answers, and answers as the pool's lookup does.
     #[tokio::test]
     async fn the_direct_lookup_answers_exactly_as_the_pool_does() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("multitoken.db");
         let url = format!("sqlite://{}?mode=rwc", file.display());
-        let db = crate::startup::connect_and_migrate(&url).await.unwrap();
+        let db = crate::db::connect_and_migrate(&url).await.unwrap();
         let policy = Policy {
             session_ttl: Duration::from_secs(3600),
             max_tokens_per_user: 10,
@@ -172,62 +163,47 @@ mod tests {
             password: "long enough password".into(),
             is_admin: true,
         };
-        let cli = crate::services::audit::Actor::command_line();
-        let user = user_service::create(&db, &policy, &cli, new)
+        let (cli, none) = (Actor::command_line(), Revocations::none());
+        let user = user_service::create(&db, &none, &policy, &cli, new)
             .await
             .unwrap()
             .user;
         let name = token_service::TokenName::parse("Küche 🌡️").unwrap();
         let lifetime = Some(chrono::TimeDelta::days(3));
-        let issued = token_service::issue(
-            &db,
-            &policy,
-            &cli,
-            &user,
-            token_service::NewToken::device(name, lifetime),
-        )
-        .await
-        .unwrap();
-        let path = file_of(&url).unwrap();
-        let key = issued.key.reveal();
+        let new_token = token_service::NewToken::device(name, lifetime);
+        let issued = token_service::issue(&db, &none, &policy, &cli, &user, new_token)
+            .await
+            .unwrap();
+        let path = crate::db::sqlite_file(&url).unwrap();
+        let digest = issued.key.digest();
 
-        let direct = authenticate(&path, key)
+        let (token, owner) = find(&path, &digest)
             .expect("the direct lookup answers")
-            .expect("a valid key");
-        let pooled = token_service::authenticate(&db, key).await.unwrap();
+            .expect("a stored key");
+        let direct = checks::accept(&digest, token, owner).unwrap();
+        let (token, owner) = lookup::pooled(&db, &digest).await.unwrap().unwrap();
+        let pooled = checks::accept(&digest, token, owner).unwrap();
         assert!(
             direct.token == pooled.token && direct.user == pooled.user,
             "same answer both ways:\n{direct:?}\n{pooled:?}"
         );
 
-        let unknown = TokenKey::generate();
-        for refused in ["mt_short", unknown.reveal()] {
-            assert!(
-                matches!(authenticate(&path, refused), Ok(Err(AuthError::Invalid))),
-                "{refused:?} must be refused"
-            );
-        }
-        user_service::set_active(&db, &cli, user.clone(), false)
+        let unknown = TokenKey::generate().digest();
+        assert!(
+            matches!(find(&path, &unknown), Ok(None)),
+            "an unknown digest finds nothing"
+        );
+        user_service::set_active(&db, &none, &cli, user.clone(), false)
             .await
             .unwrap();
+        let lookup = Lookup::new(db.clone(), Some(path));
         assert!(
-            matches!(authenticate(&path, key), Ok(Err(AuthError::InactiveUser))),
+            matches!(
+                lookup.authenticate(&digest).await,
+                Err(AuthError::InactiveUser)
+            ),
             "an inactive user's key is refused"
         );
         db.close().await.unwrap();
-    }
-
-    #[test]
-    fn only_files_have_a_path() {
-        assert_eq!(
-            file_of("sqlite:///tmp/x/multitoken.db?mode=rwc").as_deref(),
-            Some("/tmp/x/multitoken.db")
-        );
-        assert_eq!(
-            file_of("sqlite://multitoken.db?mode=rwc").as_deref(),
-            Some("multitoken.db")
-        );
-        assert_eq!(file_of("sqlite::memory:"), None);
-        assert_eq!(file_of("postgres://u@h/db"), None);
     }
 }

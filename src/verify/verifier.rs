@@ -1,6 +1,6 @@
-//! Token verification on the hot path: a bounded in-process cache of successful verifications,
-//! keyed by key digest, which every revocation invalidates at once on this instance and, through
-//! PostgreSQL `LISTEN`/`NOTIFY`, within milliseconds on every other instance sharing the database.
+//! The verification cache: a bounded in-process cache of successful verifications, keyed by key
+//! digest, which every revocation invalidates at once on this instance and, through the
+//! revocation bus (`revocations`), within milliseconds on every other instance.
 //!
 //! Why this shape:
 //! - Only successes are cached, and each entry keeps what a request needs (owner and token), so a
@@ -8,14 +8,11 @@
 //!   token expires exactly when an uncached one does. A time-to-live bounds any staleness a bug
 //!   could cause; it is a safety net, not the mechanism. The map compares digests, not keys:
 //!   its timing could tell at most how much of a SHA-256 digest matched, which finds no key.
-//! - Revocation points live in the services (`tokens::delete_own`, `users::set_active`, …) and
-//!   end with one call to [`revoked`], after their change is committed. Callers need not remember
-//!   anything, whichever handler (JSON API, web UI, CLI) reached the service.
-//! - Other instances learn through `NOTIFY` on the connection that made the change (inside a
-//!   transaction, PostgreSQL delivers it at commit, never before). Each instance keeps one
-//!   dedicated `LISTEN` connection; while it is down the cache is neither read nor filled, and it
-//!   is emptied when the connection is lost and again once it is back, so a missed notification
-//!   can never leave a revoked token cached. SQLite has no second instance to tell.
+//! - Nothing outside can forget to invalidate: a change to tokens is finished through
+//!   `Revocations`, which commits and then calls [`Verifier::invalidate`].
+//! - While revocations from other instances could be missed (PostgreSQL with its `LISTEN`
+//!   connection down) the cache is neither read nor filled, and it is emptied when the connection
+//!   is lost and again once it is back.
 //! - Races: a request that read a token from the database just before a revocation must not put
 //!   it back into the cache after the invalidation. Every invalidation bumps a generation counter;
 //!   a filler reads the generation before its database lookup, stores it with the entry, and
@@ -23,7 +20,6 @@
 //!   (or a full flush) carries a later generation than the entry.
 
 use std::{
-    cell::RefCell,
     collections::HashMap,
     sync::{
         Arc, Mutex,
@@ -32,21 +28,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chrono::Utc;
 use moka::future::Cache;
-use sea_orm::{ConnectionTrait, DbBackend};
 use uuid::Uuid;
 
 use super::{
+    checks::{self, AuthError, Authenticated},
     last_used::LastUsed,
-    now, sqlite_lookup,
-    tokens::{self, AuthError, Authenticated},
+    lookup::Lookup,
 };
 use crate::auth::key::TokenKey;
-
-/// The PostgreSQL notification channel revocations are announced on.
-const CHANNEL: &str = "multitoken_revocations";
-/// How long to wait before trying to listen again after the connection failed.
-const RELISTEN_AFTER: Duration = Duration::from_millis(500);
 
 /// What stopped being valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,60 +48,6 @@ pub enum Revocation {
     User(Uuid),
     /// Anything at all (pruning; a lost notification connection).
     All,
-}
-
-impl Revocation {
-    fn to_payload(self) -> String {
-        match self {
-            Revocation::Token(id) => format!("token:{id}"),
-            Revocation::User(id) => format!("user:{id}"),
-            Revocation::All => "all".to_owned(),
-        }
-    }
-
-    fn from_payload(payload: &str) -> Option<Revocation> {
-        match payload.split_once(':') {
-            Some(("token", id)) => id.parse().ok().map(Revocation::Token),
-            Some(("user", id)) => id.parse().ok().map(Revocation::User),
-            None if payload == "all" => Some(Revocation::All),
-            _ => None,
-        }
-    }
-}
-
-thread_local! {
-    /// The verifier of the application whose HTTP worker runs on this thread. Each actix worker
-    /// is one thread running one application, so two applications in one process (as in the
-    /// tests) never see each other's cache: only `NOTIFY` connects them, as in production.
-    static WORKER_VERIFIER: RefCell<Option<Arc<Verifier>>> = const { RefCell::new(None) };
-}
-
-/// Makes `verifier` the one [`revoked`] invalidates when called on this thread. Called once per
-/// HTTP worker, from the app factory, which actix runs on the worker's own thread.
-pub fn serve_on_this_thread(verifier: Arc<Verifier>) {
-    WORKER_VERIFIER.with(|slot| *slot.borrow_mut() = Some(verifier));
-}
-
-/// Announces a revocation that `db` has just committed: this worker's cache forgets it now, other
-/// instances when PostgreSQL delivers the notification. Never call it inside the transaction that
-/// makes the change: the cache would forget a token other requests can still read, and re-cache it.
-///
-/// LOUD: every function that deletes tokens or changes a user's standing must end with this call,
-/// or cached verifications keep answering for the revoked token until the cache's time-to-live.
-pub async fn revoked(db: &impl ConnectionTrait, revocation: Revocation) {
-    WORKER_VERIFIER.with(|slot| {
-        if let Some(verifier) = slot.borrow().as_ref() {
-            verifier.invalidate(revocation);
-        }
-    });
-    if db.get_database_backend() == DbBackend::Postgres {
-        // The payload is built from UUIDs and fixed words only: nothing to quote.
-        let notify = format!("NOTIFY {CHANNEL}, '{}'", revocation.to_payload());
-        if let Err(e) = db.execute_unprepared(&notify).await {
-            // The change itself is committed; other instances catch up within the cache TTL.
-            log::error!("could not announce {revocation:?} to other instances: {e}");
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +75,8 @@ struct Mark {
     at: Instant,
 }
 
-/// Verifies presented keys through the cache, and records their use for [`LastUsed`].
+/// Verifies presented keys: through the cache, else through the lookup; notes each use for
+/// [`LastUsed`].
 pub struct Verifier {
     cache: Option<Cache<[u8; 32], Arc<Cached>>>,
     ttl: Duration,
@@ -154,20 +92,14 @@ pub struct Verifier {
     /// False while revocations from other instances could be missed (PostgreSQL with no
     /// `LISTEN` connection): the cache is then bypassed.
     trusted: AtomicBool,
+    lookup: Lookup,
     last_used: Arc<LastUsed>,
-    /// The SQLite file, read directly on a miss (see `sqlite_lookup`).
-    sqlite_file: Option<String>,
 }
 
 impl Verifier {
-    /// `needs_listener`: other instances may revoke (PostgreSQL); the cache stays off until
-    /// [`listen`] has subscribed.
-    pub fn new(
-        config: &VerifierConfig,
-        needs_listener: bool,
-        last_used: Arc<LastUsed>,
-        sqlite_file: Option<String>,
-    ) -> Self {
+    /// `needs_listener`: other instances may revoke (PostgreSQL); the cache stays off until the
+    /// revocation listener has subscribed.
+    pub fn new(config: &VerifierConfig, needs_listener: bool, lookup: Lookup) -> Self {
         let cache = (config.capacity > 0).then(|| {
             Cache::builder()
                 .max_capacity(config.capacity)
@@ -182,78 +114,65 @@ impl Verifier {
             marks: Mutex::new(HashMap::new()),
             latest_mark: AtomicU64::new(0),
             trusted: AtomicBool::new(!needs_listener),
-            last_used,
-            sqlite_file,
+            lookup,
+            last_used: Arc::default(),
         }
     }
 
-    pub fn last_used(&self) -> &LastUsed {
+    pub fn last_used(&self) -> &Arc<LastUsed> {
         &self.last_used
     }
 
-    /// Checks a presented key: from the cache when it holds a current entry, else through
-    /// [`tokens::authenticate`], caching the success.
-    pub async fn verify(
-        &self,
-        db: &impl ConnectionTrait,
-        presented: &str,
-    ) -> Result<Authenticated, AuthError> {
-        let cache = self.cache.as_ref().filter(|_| self.trusted.load(SeqCst));
-        let Some(cache) = cache else {
-            let authenticated = self.lookup(db, presented).await?;
-            self.last_used.record(authenticated.token.id, now());
-            return Ok(authenticated);
-        };
+    /// Checks a key given as text (an introspection request, a session cookie): parsed once, and
+    /// refused before any lookup when malformed or mistyped.
+    pub async fn verify_text(&self, presented: &str) -> Result<Authenticated, AuthError> {
         let key = TokenKey::parse(presented).map_err(|reason| {
             log::debug!("token refused before lookup: {reason:?}");
             AuthError::Invalid
         })?;
-        let digest = *key.digest().as_bytes();
-        if let Some(entry) = cache.get(&digest).await {
+        self.verify(&key).await
+    }
+
+    /// Checks a parsed key: from the cache when it holds a current entry, else through the
+    /// lookup and [`checks::accept`], caching the success. The digest is computed once, here.
+    pub async fn verify(&self, key: &TokenKey) -> Result<Authenticated, AuthError> {
+        let digest = key.digest();
+        let cache = self.cache.as_ref().filter(|_| self.trusted.load(SeqCst));
+        let Some(cache) = cache else {
+            let authenticated = self.lookup.authenticate(&digest).await?;
+            self.last_used.record(authenticated.token.id, Utc::now());
+            return Ok(authenticated);
+        };
+        let cache_key = *digest.as_bytes();
+        if let Some(entry) = cache.get(&cache_key).await {
             if self.is_current(&entry) {
-                let at = now();
+                let at = Utc::now();
                 let token = &entry.authenticated.token;
                 // Exact expiry on every hit: a cached token expires when an uncached one does.
-                if token.is_expired_at(at) {
+                if checks::is_expired_at(token, at) {
                     log::debug!("token {} refused: expired", token.id);
                     return Err(AuthError::Expired);
                 }
                 self.last_used.record(token.id, at);
                 return Ok(entry.authenticated.clone());
             }
-            cache.invalidate(&digest).await;
+            cache.invalidate(&cache_key).await;
         }
         let generation = self.generation.load(SeqCst);
-        let authenticated = self.lookup(db, presented).await?;
-        self.last_used.record(authenticated.token.id, now());
+        let authenticated = self.lookup.authenticate(&digest).await?;
+        self.last_used.record(authenticated.token.id, Utc::now());
         let entry = Arc::new(Cached {
             authenticated: authenticated.clone(),
             generation,
         });
-        cache.insert(digest, entry).await;
+        cache.insert(cache_key, entry).await;
         // Invalidate-then-check: a revocation made while we were reading (or inserting) has
         // bumped the generation; drop what we inserted rather than trust it. One made after this
         // check carries a later generation than the entry, so `is_current` refuses the entry.
         if self.generation.load(SeqCst) != generation || !self.trusted.load(SeqCst) {
-            cache.invalidate(&digest).await;
+            cache.invalidate(&cache_key).await;
         }
         Ok(authenticated)
-    }
-
-    /// The database's answer: on SQLite read on this thread, else (or when that cannot answer)
-    /// through the pool.
-    async fn lookup(
-        &self,
-        db: &impl ConnectionTrait,
-        presented: &str,
-    ) -> Result<Authenticated, AuthError> {
-        if let Some(file) = &self.sqlite_file {
-            match sqlite_lookup::authenticate(file, presented) {
-                Ok(answer) => return answer,
-                Err(why) => log::warn!("direct SQLite lookup fell back to the pool: {}", why.0),
-            }
-        }
-        tokens::authenticate(db, presented).await
     }
 
     fn is_current(&self, entry: &Cached) -> bool {
@@ -311,60 +230,12 @@ impl Verifier {
         self.latest_mark.fetch_max(generation, SeqCst);
     }
 
-    fn set_trusted(&self, trusted: bool) {
+    /// Called by the revocation listener as its connection comes and goes.
+    pub fn set_trusted(&self, trusted: bool) {
         // Emptied on both edges: entries from before a gap may have missed a revocation.
         self.invalidate(Revocation::All);
         self.trusted.store(trusted, SeqCst);
         self.invalidate(Revocation::All);
-    }
-}
-
-/// Keeps a dedicated `LISTEN` connection to PostgreSQL and applies other instances' revocations
-/// (and this instance's own, harmlessly, a second time). Runs until aborted.
-pub async fn listen(database_url: String, verifier: Arc<Verifier>) {
-    use sea_orm::sqlx::postgres::PgListener;
-    loop {
-        let mut listener = match PgListener::connect(&database_url).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                log::warn!("revocation listener cannot connect (cache bypassed meanwhile): {e}");
-                tokio::time::sleep(RELISTEN_AFTER).await;
-                continue;
-            }
-        };
-        // Reconnection is ours to make, so that every gap is seen and the cache emptied.
-        listener.eager_reconnect(false);
-        if let Err(e) = listener.listen(CHANNEL).await {
-            log::warn!("revocation listener cannot LISTEN (cache bypassed meanwhile): {e}");
-            tokio::time::sleep(RELISTEN_AFTER).await;
-            continue;
-        }
-        verifier.set_trusted(true);
-        log::debug!("revocation listener subscribed to {CHANNEL}");
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => match Revocation::from_payload(notification.payload()) {
-                    Some(revocation) => verifier.invalidate(revocation),
-                    None => {
-                        log::warn!("unknown revocation notice {:?}", notification.payload());
-                        verifier.invalidate(Revocation::All);
-                    }
-                },
-                Ok(None) => {
-                    log::warn!(
-                        "revocation listener lost its connection; cache emptied, reconnecting"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    log::warn!("revocation listener failed ({e}); cache emptied, reconnecting");
-                    break;
-                }
-            }
-        }
-        verifier.set_trusted(false);
-        drop(listener);
-        tokio::time::sleep(RELISTEN_AFTER).await;
     }
 }
 
@@ -373,8 +244,13 @@ mod tests {
     use super::*;
     use crate::entities::{tokens::TokenKind, users};
 
+    /// These tests never reach the database.
+    fn unused_lookup() -> Lookup {
+        Lookup::new(sea_orm::DatabaseConnection::default(), None)
+    }
+
     fn authenticated(user: Uuid, token: Uuid) -> Authenticated {
-        let at = now();
+        let at = Utc::now();
         Authenticated {
             user: users::Model {
                 id: user,
@@ -413,7 +289,7 @@ mod tests {
             capacity: 10,
             ttl: Duration::from_secs(60),
         };
-        let verifier = Verifier::new(&config, false, Arc::default(), None);
+        let verifier = Verifier::new(&config, false, unused_lookup());
         let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
         let (token, other_token, bobs_token) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
 
@@ -453,7 +329,7 @@ mod tests {
             capacity: 10,
             ttl: Duration::from_secs(60),
         };
-        let verifier = Verifier::new(&config, true, Arc::default(), None);
+        let verifier = Verifier::new(&config, true, unused_lookup());
         assert!(
             !verifier.trusted.load(SeqCst),
             "untrusted until LISTEN succeeds"
@@ -464,18 +340,5 @@ mod tests {
             !verifier.is_current(&entry),
             "entries from before the subscription are dropped"
         );
-    }
-
-    #[test]
-    fn revocations_survive_the_trip_through_a_notification() {
-        let id = Uuid::now_v7();
-        for revocation in [Revocation::Token(id), Revocation::User(id), Revocation::All] {
-            assert_eq!(
-                Revocation::from_payload(&revocation.to_payload()),
-                Some(revocation)
-            );
-        }
-        assert_eq!(Revocation::from_payload("token:not-a-uuid"), None);
-        assert_eq!(Revocation::from_payload("something else"), None);
     }
 }

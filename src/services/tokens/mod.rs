@@ -1,0 +1,240 @@
+//! Tokens: issuance under the per-user limit (`issue`), listing (`query`), removal and
+//! revocation (`remove`), expiry (`expiry`). Every owner-facing query is scoped by owner, so
+//! another user's token looks missing. Checking a presented key is not here: see `verify`.
+
+mod expiry;
+mod issue;
+mod query;
+mod remove;
+
+pub use expiry::{prune, sweep_every, sweep_expired};
+pub use issue::{issue, issue_in};
+pub use query::{count_all, count_by_owner, find_own, find_with_owner, list_all, list_for};
+pub use remove::{
+    delete_all_own, delete_all_own_in, delete_own, end_session, revoke, revoke_all_for,
+};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, QueryFilter};
+use uuid::Uuid;
+
+use super::{
+    Invalid, Policy,
+    audit::{self, Action, Actor, Event, Target},
+    has_control_characters, is_deceptive_format,
+};
+use crate::{
+    auth::key::TokenKey,
+    entities::{
+        tokens::{self, TokenKind},
+        users,
+    },
+};
+
+pub const TOKEN_NAME_MAX_CHARS: usize = 64;
+/// A token may live at most this long when it expires at all (100 years), however it is asked for.
+pub const MAX_LIFETIME_DAYS: u32 = 36_500;
+/// How long an expired token stays, answering "Token has expired", before issuance clears it away.
+pub(super) const EXPIRED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token not found")]
+    NotFound,
+    #[error("a token with this name already exists")]
+    NameTaken,
+    #[error("token limit reached: a user may hold at most {max} live tokens; delete one first")]
+    LimitReached { max: u32 },
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+/// A token name as its owner typed it: trimmed, 1–64 characters of any script, no control
+/// characters, otherwise stored literally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenName(String);
+
+impl TokenName {
+    pub fn parse(text: &str) -> Result<TokenName, Invalid> {
+        let text = text.trim();
+        let length = text.chars().count();
+        if length == 0 || length > TOKEN_NAME_MAX_CHARS {
+            return Err(Invalid::new(
+                "name",
+                format!("must be 1 to {TOKEN_NAME_MAX_CHARS} characters"),
+            ));
+        }
+        if has_control_characters(text) {
+            return Err(Invalid::new("name", "must not contain control characters"));
+        }
+        if text.chars().any(is_deceptive_format) {
+            return Err(Invalid::new(
+                "name",
+                "must not contain invisible direction or spacing marks",
+            ));
+        }
+        Ok(TokenName(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub struct NewToken {
+    /// `None` names the token after its key's display prefix ("session AbCd1234").
+    pub name: Option<TokenName>,
+    /// The first word of a generated name: "session" for API logins, "browser" for web sign-ins.
+    pub generated_name_label: &'static str,
+    pub kind: TokenKind,
+    /// `None`: never expires.
+    pub lifetime: Option<chrono::TimeDelta>,
+    /// A web sign-in may go one over the limit when device tokens alone fill it, so that the
+    /// owner can still sign in and delete one.
+    pub may_exceed_device_limit: bool,
+}
+
+impl NewToken {
+    /// A login's session token: named by the caller or after its key, expiring after the session TTL.
+    pub fn session(policy: &Policy, name: Option<TokenName>) -> NewToken {
+        let ttl = chrono::TimeDelta::from_std(policy.session_ttl).unwrap_or(chrono::TimeDelta::MAX);
+        NewToken {
+            name,
+            generated_name_label: "session",
+            kind: TokenKind::Session,
+            lifetime: Some(ttl),
+            may_exceed_device_limit: false,
+        }
+    }
+
+    /// The session token behind a web sign-in: the browser's cookie carries its key.
+    pub fn browser_session(policy: &Policy) -> NewToken {
+        NewToken {
+            generated_name_label: "browser",
+            may_exceed_device_limit: true,
+            ..NewToken::session(policy, None)
+        }
+    }
+
+    pub fn device(name: TokenName, lifetime: Option<chrono::TimeDelta>) -> NewToken {
+        NewToken {
+            name: Some(name),
+            generated_name_label: "device",
+            kind: TokenKind::Device,
+            lifetime,
+            may_exceed_device_limit: false,
+        }
+    }
+}
+
+/// A freshly issued token and its key. The key exists nowhere else: show it once.
+#[derive(Debug)]
+pub struct IssuedToken {
+    pub token: tokens::Model,
+    pub key: TokenKey,
+}
+
+pub(super) fn live_at(at: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(tokens::Column::ExpiresAt.is_null())
+        .add(tokens::Column::ExpiresAt.gt(at))
+}
+
+/// Records one event per removed token of one owner.
+pub(super) async fn record_removed(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    action: Action,
+    removed: Vec<tokens::Model>,
+    owner: &users::Model,
+    detail: Option<&str>,
+) -> Result<(), DbErr> {
+    let events = removed
+        .iter()
+        .map(|token| {
+            let event = Event::new(action, Target::token(token, &owner.username));
+            match detail {
+                Some(detail) => event.with_detail(detail),
+                None => event,
+            }
+        })
+        .collect();
+    audit::record_all(db, actor, events).await
+}
+
+/// Why an owner removed a token, for the audit log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Deleted,
+    LoggedOut,
+    /// A web sign-in unused for longer than the idle limit.
+    IdleTimeout,
+}
+
+/// Which of a user's tokens "sign out everywhere" removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Everywhere {
+    /// Session tokens (logins and browsers); device tokens stay.
+    Sessions,
+    /// Session tokens except the one in use, which stays signed in.
+    SessionsExcept(Uuid),
+    /// Every token, sessions and devices alike.
+    AllTokens,
+}
+
+/// Narrows an admin listing.
+#[derive(Clone, Debug, Default)]
+pub struct TokenFilter {
+    pub owner: Option<Uuid>,
+    pub kind: Option<TokenKind>,
+}
+
+impl TokenFilter {
+    fn apply<Q: QueryFilter>(&self, mut query: Q) -> Q {
+        if let Some(owner) = self.owner {
+            query = query.filter(tokens::Column::UserId.eq(owner));
+        }
+        if let Some(kind) = self.kind {
+            query = query.filter(tokens::Column::Kind.eq(kind));
+        }
+        query
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_kept_literally() {
+        assert_eq!(
+            TokenName::parse("  Küche 🌡️ sensor ").unwrap().as_str(),
+            "Küche 🌡️ sensor"
+        );
+        assert_eq!(
+            TokenName::parse(&"é".repeat(64))
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            64
+        );
+    }
+
+    #[test]
+    fn names_refuse_empty_long_and_control_characters() {
+        for bad in [
+            "",
+            "   ",
+            &"x".repeat(65),
+            "a\u{0}b",
+            "line\nbreak",
+            "a\u{202E}b",
+            "\u{200B}",
+        ] {
+            assert!(TokenName::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}

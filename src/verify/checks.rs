@@ -1,0 +1,64 @@
+//! What a looked-up token must pass before it is accepted, wherever its row came from (the pool,
+//! the direct SQLite read) and whether or not the answer is then cached. Per-token policy checks
+//! (read-only, scopes, networks, uses) belong in [`accept`], after the owner's state.
+
+use chrono::{DateTime, Utc};
+
+use crate::{
+    auth::key::KeyDigest,
+    entities::{tokens, users},
+};
+
+/// Why a presented key was refused. The HTTP layer turns each into the contract's fixed message.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Invalid or Inactive Token")]
+    Invalid,
+    #[error("Token has expired")]
+    Expired,
+    #[error("Invalid user")]
+    InactiveUser,
+    #[error("database error")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// The owner and token behind a presented key that passed every check. `user.password_hash` is
+/// left empty: it is never needed past this point, and verifications are kept in memory.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: users::Model,
+    pub token: tokens::Model,
+}
+
+/// A token expires at its `expires_at`, not a moment later, cached or not.
+pub fn is_expired_at(token: &tokens::Model, at: DateTime<Utc>) -> bool {
+    token.expires_at.is_some_and(|expires_at| expires_at <= at)
+}
+
+/// The checks after a lookup by digest: digest, expiry, owner's state. The password hash is
+/// dropped: nothing past this point needs it, and verifications are kept in memory.
+pub fn accept(
+    digest: &KeyDigest,
+    token: tokens::Model,
+    user: Option<users::Model>,
+) -> Result<Authenticated, AuthError> {
+    // The index found the row by digest; this constant-time check is the one that decides.
+    if !digest.matches_hex(&token.key_digest) {
+        return Err(AuthError::Invalid);
+    }
+    if is_expired_at(&token, Utc::now()) {
+        log::debug!("token {} refused: expired", token.id);
+        return Err(AuthError::Expired);
+    }
+    let user = user.ok_or(AuthError::Invalid)?;
+    if !user.is_active {
+        log::debug!("token {} refused: user {} inactive", token.id, user.id);
+        return Err(AuthError::InactiveUser);
+    }
+    // Per-token policy checks go here: after the owner, before the token is accepted (and cached).
+    let user = users::Model {
+        password_hash: String::new(),
+        ..user
+    };
+    Ok(Authenticated { user, token })
+}

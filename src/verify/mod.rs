@@ -1,0 +1,20 @@
+//! Token verification, the hot path, in one place. A request's key is parsed once (into a
+//! `TokenKey`, by the extractor in `routes::extract`) and handed to [`Verifier::verify`]:
+//! digest → cache → on a miss, one lookup by digest (`lookup`, `sqlite`) → `checks::accept` →
+//! cached → use noted in memory (`last_used`, written back in batches). Nothing on this path
+//! writes to the database.
+//!
+//! Revocation is the other half: every change that removes tokens or changes a user's standing
+//! is finished through [`Revocations`], which commits and then invalidates this instance's cache
+//! and, through PostgreSQL `NOTIFY`, every other instance's (`revocations::listen`).
+
+pub mod checks;
+pub mod last_used;
+pub mod lookup;
+pub mod revocations;
+pub mod sqlite;
+pub mod verifier;
+
+pub use checks::{AuthError, Authenticated};
+pub use revocations::{Revocations, RevokingTransaction};
+pub use verifier::{Revocation, Verifier, VerifierConfig};

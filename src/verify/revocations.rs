@@ -1,0 +1,211 @@
+//! Revocation as an API: a transaction that removes tokens or changes a user's standing is begun
+//! and finished through [`Revocations`], which commits it and then announces what it revoked, to
+//! this instance's cache at once and to every other instance through PostgreSQL `NOTIFY`. No
+//! caller can forget the announcement, or make it too early (inside the transaction, a request
+//! could re-cache a token other requests can still read).
+//!
+//! Other instances learn through `NOTIFY` issued inside the transaction: PostgreSQL delivers it at
+//! commit, never before, and not at all on rollback. Each instance keeps one dedicated `LISTEN`
+//! connection ([`listen`]); while it is down the cache is bypassed (see `verifier`). SQLite has
+//! no second instance to tell.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, Statement, TransactionTrait,
+};
+
+use super::verifier::{Revocation, Verifier};
+
+/// The PostgreSQL notification channel revocations are announced on.
+const CHANNEL: &str = "multitoken_revocations";
+/// How long to wait before trying to listen again after the connection failed.
+const RELISTEN_AFTER: Duration = Duration::from_millis(500);
+
+/// Begins the transactions that revoke. The server's announces to its own verifier too; the
+/// command line's ([`Revocations::none`]) has no cache of its own and only notifies.
+#[derive(Clone)]
+pub struct Revocations {
+    local: Option<Arc<Verifier>>,
+}
+
+impl Revocations {
+    /// For a process that verifies nothing itself (the command line).
+    pub fn none() -> Revocations {
+        Revocations { local: None }
+    }
+
+    /// For a server whose verifier must forget what is revoked.
+    pub fn announcing_to(verifier: Arc<Verifier>) -> Revocations {
+        Revocations {
+            local: Some(verifier),
+        }
+    }
+
+    /// A transaction whose revocations are announced when, and only when, it commits.
+    pub async fn begin(&self, db: &DatabaseConnection) -> Result<RevokingTransaction, DbErr> {
+        Ok(RevokingTransaction {
+            txn: db.begin().await?,
+            revoked: Mutex::new(Vec::new()),
+            local: self.local.clone(),
+        })
+    }
+}
+
+/// A database transaction that collects what it revokes. Dropped without
+/// [`commit`](RevokingTransaction::commit), it rolls back and announces nothing.
+pub struct RevokingTransaction {
+    txn: DatabaseTransaction,
+    revoked: Mutex<Vec<Revocation>>,
+    local: Option<Arc<Verifier>>,
+}
+
+/// Queries run inside the transaction, as on a `DatabaseTransaction`.
+#[async_trait::async_trait]
+impl ConnectionTrait for RevokingTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, statement: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(statement).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, statement: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(statement).await
+    }
+
+    async fn query_all_raw(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(statement).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
+}
+
+impl RevokingTransaction {
+    /// Notes that this transaction makes `revocation` true; announced once committed.
+    pub fn revoke(&self, revocation: Revocation) {
+        let mut revoked = self
+            .revoked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !revoked.contains(&revocation) {
+            revoked.push(revocation);
+        }
+    }
+
+    /// Commits, then makes this instance's cache forget what was revoked; other instances are
+    /// told by the notifications that the commit delivers.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        let revoked = self
+            .revoked
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.txn.get_database_backend() == DbBackend::Postgres {
+            for revocation in &revoked {
+                // The payload is built from UUIDs and fixed words only: nothing to quote.
+                let notify = format!("NOTIFY {CHANNEL}, '{}'", to_payload(*revocation));
+                self.txn.execute_unprepared(&notify).await?;
+            }
+        }
+        self.txn.commit().await?;
+        if let Some(verifier) = &self.local {
+            for revocation in revoked {
+                verifier.invalidate(revocation);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn to_payload(revocation: Revocation) -> String {
+    match revocation {
+        Revocation::Token(id) => format!("token:{id}"),
+        Revocation::User(id) => format!("user:{id}"),
+        Revocation::All => "all".to_owned(),
+    }
+}
+
+fn from_payload(payload: &str) -> Option<Revocation> {
+    match payload.split_once(':') {
+        Some(("token", id)) => id.parse().ok().map(Revocation::Token),
+        Some(("user", id)) => id.parse().ok().map(Revocation::User),
+        None if payload == "all" => Some(Revocation::All),
+        _ => None,
+    }
+}
+
+/// Keeps a dedicated `LISTEN` connection to PostgreSQL and applies other instances' revocations
+/// (and this instance's own, harmlessly, a second time). Runs until aborted.
+pub async fn listen(database_url: String, verifier: Arc<Verifier>) {
+    use sea_orm::sqlx::postgres::PgListener;
+    loop {
+        let mut listener = match PgListener::connect(&database_url).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                log::warn!("revocation listener cannot connect (cache bypassed meanwhile): {e}");
+                tokio::time::sleep(RELISTEN_AFTER).await;
+                continue;
+            }
+        };
+        // Reconnection is ours to make, so that every gap is seen and the cache emptied.
+        listener.eager_reconnect(false);
+        if let Err(e) = listener.listen(CHANNEL).await {
+            log::warn!("revocation listener cannot LISTEN (cache bypassed meanwhile): {e}");
+            tokio::time::sleep(RELISTEN_AFTER).await;
+            continue;
+        }
+        verifier.set_trusted(true);
+        log::debug!("revocation listener subscribed to {CHANNEL}");
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => match from_payload(notification.payload()) {
+                    Some(revocation) => verifier.invalidate(revocation),
+                    None => {
+                        log::warn!("unknown revocation notice {:?}", notification.payload());
+                        verifier.invalidate(Revocation::All);
+                    }
+                },
+                Ok(None) => {
+                    log::warn!(
+                        "revocation listener lost its connection; cache emptied, reconnecting"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    log::warn!("revocation listener failed ({e}); cache emptied, reconnecting");
+                    break;
+                }
+            }
+        }
+        verifier.set_trusted(false);
+        drop(listener);
+        tokio::time::sleep(RELISTEN_AFTER).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn revocations_survive_the_trip_through_a_notification() {
+        let id = Uuid::now_v7();
+        for revocation in [Revocation::Token(id), Revocation::User(id), Revocation::All] {
+            assert_eq!(from_payload(&to_payload(revocation)), Some(revocation));
+        }
+        assert_eq!(from_payload("token:not-a-uuid"), None);
+        assert_eq!(from_payload("something else"), None);
+    }
+}
