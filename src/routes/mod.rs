@@ -21,10 +21,7 @@ use utoipa::{
 };
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::{
-    error::{ApiError, WebError},
-    state::AppState,
-};
+use crate::{error::ApiError, routes::pages::error::WebError, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -33,7 +33,7 @@ impl Lookup {
             }
         }
         let found = pooled(&self.db, digest).await?;
-        accept_found(digest, found.map(|(token, user)| (token, user)))
+        accept_found(digest, found)
     }
 }
 

@@ -4,12 +4,13 @@ use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use serde::Deserialize;
 
+use super::error::WebError;
 use super::{
     Layout, back_with, done,
     extract::{CsrfForm, SignedIn},
     render,
 };
-use crate::{error::WebError, services::users, state::AppState};
+use crate::{services::users, state::AppState};
 
 #[derive(Template)]
 #[template(path = "account/password.html")]

@@ -8,7 +8,8 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 use super::session::{FlashLevel, WebSession};
 use crate::{
-    error::{ApiError, WebError},
+    error::ApiError,
+    routes::pages::error::WebError,
     routes::{body::read_bounded, extract::ClientAddress},
     services::{
         audit::Actor,

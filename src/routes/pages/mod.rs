@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod assets;
+pub mod error;
 pub mod extract;
 pub mod format;
 pub mod session;
@@ -24,7 +25,7 @@ use actix_web::{
 use askama::Template;
 
 use crate::{
-    error::WebError,
+    routes::pages::error::WebError,
     routes::pages::session::{Flash, FlashLevel, WebSession},
     state::AppState,
 };

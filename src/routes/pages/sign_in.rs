@@ -12,8 +12,8 @@ use super::{
     render, see_other, sign_in_url,
 };
 use crate::{
-    error::WebError,
     routes::extract::ClientAddress,
+    routes::pages::error::WebError,
     services::{
         audit::Actor,
         now,

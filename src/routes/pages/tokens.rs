@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     entities::tokens::Model as Token,
-    error::WebError,
+    routes::pages::error::WebError,
     services::{
         Invalid, now,
         tokens::{self, MAX_LIFETIME_DAYS, NewToken, Removal, TokenName},

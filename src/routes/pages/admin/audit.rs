@@ -1,0 +1,101 @@
+//! The admin's audit log page.
+
+use actix_web::{HttpResponse, get, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::routes::pages::{Layout, extract::SignedInAdmin, format, render};
+use crate::{
+    entities::audit_events,
+    routes::pages::error::WebError,
+    services::{
+        audit::{self, Action},
+        now,
+    },
+    state::AppState,
+};
+
+use super::{PAGE_SIZE, Pager};
+
+pub struct AuditRow {
+    pub when: String,
+    pub when_exact: String,
+    pub action: &'static str,
+    pub code: String,
+    pub actor: String,
+    pub target: String,
+    pub address: String,
+    pub detail: String,
+}
+
+fn describe(action: Option<Action>) -> &'static str {
+    match action {
+        Some(Action::TokenCreated) => "Token created",
+        Some(Action::TokenRevoked) => "Token revoked",
+        Some(Action::TokenExpired) => "Token expired",
+        Some(Action::TokenPruned) => "Token pruned",
+        Some(Action::LoginFailed) => "Login failed",
+        Some(Action::UserCreated) => "User created",
+        Some(Action::UserDeactivated) => "User deactivated",
+        Some(Action::UserActivated) => "User activated",
+        Some(Action::UserDeleted) => "User deleted",
+        Some(Action::PasswordChanged) => "Password changed",
+        None => "Other",
+    }
+}
+
+impl AuditRow {
+    fn new(event: audit_events::Model, at: chrono::DateTime<chrono::Utc>) -> AuditRow {
+        let target = match (&event.target_type[..], &event.target_owner) {
+            ("token", Some(owner)) => {
+                format!("token \u{201c}{}\u{201d} of {owner}", event.target_name)
+            }
+            ("token", None) => format!("token \u{201c}{}\u{201d}", event.target_name),
+            _ => format!("user {}", event.target_name),
+        };
+        AuditRow {
+            when: format::relative(event.occurred_at, at),
+            when_exact: format::exact(event.occurred_at),
+            action: describe(Action::from_code(&event.action)),
+            code: event.action,
+            actor: event.actor_name,
+            target,
+            address: event.client_address.unwrap_or_default(),
+            detail: event.detail.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/audit.html")]
+struct AuditPage {
+    layout: Layout,
+    events: Vec<AuditRow>,
+    total: u64,
+    pager: Pager,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    page: Option<u64>,
+}
+
+#[get("/admin/audit")]
+pub async fn audit_page(
+    state: web::Data<AppState>,
+    admin: SignedInAdmin,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, WebError> {
+    let admin = admin.0;
+    let total = audit::count(&state.db).await?;
+    // Clamped before use: a page past the end shows the last one, a huge number no error.
+    let pager = Pager::new(query.page, total, String::new());
+    let events = audit::page(&state.db, PAGE_SIZE, pager.offset()).await?;
+    let at = now();
+    render(&AuditPage {
+        layout: Layout::signed_in(&admin, "audit"),
+        events: events.into_iter().map(|e| AuditRow::new(e, at)).collect(),
+        total,
+        pager,
+    })
+}
