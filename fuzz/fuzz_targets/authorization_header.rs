@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use multitoken::auth::{extract::key_from_authorization, key::TokenKey};
+use multitoken::{auth::key::TokenKey, routes::extract::key_from_authorization};
 
 fuzz_target!(|data: &[u8]| {
     // Header values reach the parser only through `HeaderValue::to_str`, so as valid UTF-8.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use actix_web::http::header::HeaderValue;
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
-use multitoken::auth::extract::client_ip;
+use multitoken::routes::extract::client_ip;
 
 fuzz_target!(|data: &[u8]| {
     // Two header lines, split where the input says, as a proxy chain may send them.
