@@ -6,7 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{is_deceptive_format, now};
+use super::{names::is_deceptive_format, now};
 use crate::entities::{audit_events, tokens, users};
 
 /// Column limits of `audit_events`; longer text is cut, never refused: the log must not fail.

@@ -20,7 +20,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{now, users::Username};
+use super::{names::Username, now};
 use crate::entities::login_attempts;
 
 /// The highest limit configuration accepts: the store reads up to `TIERS + 1` times the limit
