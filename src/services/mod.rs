@@ -1,6 +1,7 @@
 //! The domain: rules, owner scoping and transactions. Knows nothing of HTTP.
 pub mod audit;
 pub mod last_used;
+pub mod login;
 pub mod names;
 pub mod sqlite_lookup;
 pub mod throttle;

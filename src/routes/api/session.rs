@@ -13,9 +13,8 @@ use crate::{
     error::ApiError,
     routes::body::JsonOrForm,
     services::{
-        audit::Actor,
+        login::{self, LoggedIn},
         tokens::{self, Everywhere, IssuedToken, NewToken, Removal, TokenName},
-        users,
     },
     startup::AppState,
 };
@@ -112,21 +111,13 @@ pub async fn create_session_token(
         .as_deref()
         .map(TokenName::parse)
         .transpose()?;
-    let caller = client.anonymous();
-    let user = users::authenticate(
-        &state.db,
-        &state.throttle,
-        &caller,
-        &request.username,
-        request.password,
-    )
-    .await?;
-    let actor = Actor::user(&user, client.0);
-    let issued = tokens::issue(
+    let LoggedIn { user, issued } = login::log_in(
         &state.db,
         &state.policy,
-        &actor,
-        &user,
+        &state.throttle,
+        client.0,
+        &request.username,
+        request.password,
         NewToken::session(&state.policy, name),
     )
     .await?;
@@ -154,21 +145,13 @@ pub async fn create_non_expiring_token(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
     let name = TokenName::parse(&request.token_name)?;
-    let caller = client.anonymous();
-    let user = users::authenticate(
-        &state.db,
-        &state.throttle,
-        &caller,
-        &request.username,
-        request.password,
-    )
-    .await?;
-    let actor = Actor::user(&user, client.0);
-    let issued = tokens::issue(
+    let LoggedIn { user, issued } = login::log_in(
         &state.db,
         &state.policy,
-        &actor,
-        &user,
+        &state.throttle,
+        client.0,
+        &request.username,
+        request.password,
         NewToken::device(name, None),
     )
     .await?;
