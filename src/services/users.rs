@@ -238,8 +238,13 @@ pub async fn authenticate(
 
 /// Changes the caller's own password after checking the current one. Other sessions stay signed
 /// in unless `sign_out_others` names the session to keep; device tokens always stay.
+///
+/// The current-password check is a login as far as the throttle goes: the same per-username and
+/// per-address counters, so a held session is no way around the limit, and over it no password
+/// is checked.
 pub async fn change_password(
     db: &DatabaseConnection,
+    throttle: &LoginThrottle,
     actor: &Actor,
     user: &users::Model,
     current: String,
@@ -247,9 +252,15 @@ pub async fn change_password(
     sign_out_others: Option<Uuid>,
 ) -> Result<u64, UserError> {
     validate_password(&new)?;
+    let attempt = throttle
+        .begin(&user.username, actor.address.as_deref())
+        .await?;
     // The stored hash, read now: the caller's copy of the user may be older (or carry no hash).
     let stored = find_by_id(db, user.id).await?.password_hash;
-    if !password::verify_password(current, Some(stored)).await? {
+    if password::verify_password(current, Some(stored)).await? {
+        throttle.succeeded(attempt).await?;
+    } else {
+        throttle.failed(attempt).await?;
         // Someone holding the session but not the password may be guessing it: leave a trace.
         let event = Event::new(Action::LoginFailed, Target::user(user))
             .with_detail("wrong current password (password change)");

@@ -54,6 +54,7 @@ pub async fn change_password(
     let sign_out_others = form.sign_out_everywhere.map(|_| user.auth.token.id);
     let changed = users::change_password(
         &state.db,
+        &state.throttle,
         &user.actor(),
         &user.auth.user,
         form.current_password,
