@@ -7,6 +7,7 @@ mod test_database;
 mod admin;
 mod audit;
 mod browser;
+mod burst;
 mod cli;
 mod forms;
 mod instances;
