@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod body;
+pub mod checkbox;
 pub mod health;
 pub mod pages;
 pub mod verify;

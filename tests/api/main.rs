@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod browser;
 mod burst;
+mod checkboxes;
 mod cli;
 mod forms;
 mod instances;

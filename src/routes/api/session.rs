@@ -77,7 +77,7 @@ pub struct PresentedToken {
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LogoutAllRequest {
     /// Also delete device tokens (default: only session tokens).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::checkbox::deserialize")]
     pub include_devices: bool,
 }
 
