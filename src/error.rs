@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode, http::header};
 use serde_json::json;
 
+use crate::auth::redact::redact_keys;
 use crate::services::{
     Invalid,
     tokens::{AuthError, TokenError},
@@ -12,7 +13,9 @@ use crate::services::{
 
 pub const API_BODY_LIMIT: usize = 64 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+/// `Debug` is written by hand and names the variant only: actix logs `Error in response: {:?}`
+/// at debug level, and the texts carried here can quote what a client sent (a key, a password).
+#[derive(thiserror::Error)]
 pub enum ApiError {
     /// 401 with one of the contract's fixed messages.
     #[error("{0}")]
@@ -54,6 +57,37 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Fixed texts and numbers only.
+            ApiError::Unauthorized(message) => {
+                f.debug_tuple("Unauthorized").field(message).finish()
+            }
+            ApiError::BadCredentials => f.write_str("BadCredentials"),
+            ApiError::Forbidden(_) => f.write_str("Forbidden"),
+            ApiError::NotFound(_) => f.write_str("NotFound"),
+            ApiError::Conflict(_) => f.write_str("Conflict"),
+            ApiError::Validation(invalid) => {
+                f.debug_tuple("Validation").field(&invalid.field).finish()
+            }
+            ApiError::BadRequest(_) => f.write_str("BadRequest"),
+            ApiError::MethodNotAllowed(allowed) => {
+                f.debug_tuple("MethodNotAllowed").field(allowed).finish()
+            }
+            ApiError::PayloadTooLarge => f.write_str("PayloadTooLarge"),
+            ApiError::TooManyAttempts { retry_after } => f
+                .debug_struct("TooManyAttempts")
+                .field("retry_after", retry_after)
+                .finish(),
+            ApiError::UnsupportedMediaType => f.write_str("UnsupportedMediaType"),
+            ApiError::Unavailable(store) => f.debug_tuple("Unavailable").field(store).finish(),
+            // The cause is logged once, redacted, by `error_response`.
+            ApiError::Internal(_) => f.write_str("Internal"),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -75,7 +109,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Internal(cause) = self {
-            log::error!("internal error: {cause}");
+            log::error!("internal error: {}", redact_keys(cause));
         }
         let mut body = json!({ "error": self.to_string() });
         match self {
@@ -163,7 +197,9 @@ impl From<Invalid> for ApiError {
 
 /// Errors of the web UI: an HTML page (or a redirect to the sign-in page), never JSON, never
 /// internals. Domain refusals (`Refused`) are normally turned into a flash message by the handler.
-#[derive(Debug, thiserror::Error)]
+/// `Debug` is written by hand, as for `ApiError`: `SignInRequired`'s `next` is a URL a key may
+/// have been pasted into.
+#[derive(thiserror::Error)]
 pub enum WebError {
     #[error("sign in first")]
     SignInRequired { next: Option<String> },
@@ -204,6 +240,23 @@ impl WebError {
     }
 }
 
+impl std::fmt::Debug for WebError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WebError::SignInRequired { .. } => "SignInRequired",
+            WebError::Forbidden(_) => "Forbidden",
+            WebError::CsrfRejected => "CsrfRejected",
+            WebError::NotFound => "NotFound",
+            WebError::BadRequest(_) => "BadRequest",
+            WebError::Refused(_) => "Refused",
+            WebError::PayloadTooLarge => "PayloadTooLarge",
+            WebError::Unavailable(_) => "Unavailable",
+            // The cause is logged once, redacted, by `error_response`.
+            WebError::Internal(_) => "Internal",
+        })
+    }
+}
+
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -219,7 +272,7 @@ impl ResponseError for WebError {
 
     fn error_response(&self) -> HttpResponse {
         if let WebError::Internal(cause) = self {
-            log::error!("internal error: {cause}");
+            log::error!("internal error: {}", redact_keys(cause));
         }
         if let WebError::SignInRequired { next } = self {
             return crate::routes::pages::see_other(&crate::routes::pages::sign_in_url(

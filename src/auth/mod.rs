@@ -3,4 +3,5 @@ pub mod extract;
 pub mod key;
 pub mod password;
 pub mod random;
+pub mod redact;
 pub mod session;

@@ -502,6 +502,35 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
         [400, 400, 400, 400, 400, 429],
         "guesses were refused, then throttled"
     );
+    // Error answers that carry what was sent: actix logs `Error in response: {:?}` at debug.
+    // A key pasted into a page's URL comes back as the sign-in page's `next`...
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sign_in_first = no_redirects
+        .get(format!("{base}/tokens?key={device}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sign_in_first.status(),
+        StatusCode::SEE_OTHER,
+        "a signed-out page visit is sent to sign in"
+    );
+    // ...and serde quotes a wrongly typed value in its message.
+    let mistyped = client
+        .post(format!("{base}/api/tokens/"))
+        .bearer_auth(&session)
+        .json(&json!({ "name": "typed", "expires_in_days": device }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        mistyped.status(),
+        StatusCode::BAD_REQUEST,
+        "a key where a number belongs is a bad request"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = server.stop();
     assert!(log.lines().count() > 10, "trace logging was on: {log}");
@@ -509,6 +538,11 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
     assert!(
         log.contains("/tokens"),
         "the browser's requests were logged: {log}"
+    );
+    assert!(
+        log.contains("Error in response: SignInRequired")
+            && log.contains("Error in response: BadRequest"),
+        "the error answers were logged at debug level (by name): {log}"
     );
     for secret in [
         session.as_str(),
