@@ -82,16 +82,24 @@ impl FormClient {
 
     /// Posts `fields` with the CSRF token of the last page seen.
     pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        self.post_with_headers(path, fields, &[]).await
+    }
+
+    /// `post` with extra request headers.
+    pub async fn post_with_headers(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let csrf = self.csrf.clone();
         let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
         form.extend_from_slice(fields);
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let mut request = self.client.post(format!("{}{path}", self.base)).form(&form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
         self.answer(response).await
     }
 

@@ -1,5 +1,6 @@
 //! Findings of the security review (issue 11), each pinned by a test: the password-change form
-//! is throttled like a login.
+//! is throttled like a login; the CSRF `Origin` check believes forwarded hosts only from a
+//! trusted proxy and compares the scheme too.
 
 use multitoken::config::Settings;
 use reqwest::StatusCode;
@@ -14,6 +15,8 @@ on_both_backends!(
     wrong_current_passwords_count_as_failed_logins_of_the_username,
     failed_logins_from_the_address_lock_the_password_change_too,
     with_redis_the_password_change_shares_the_redis_counters,
+    forwarded_host_headers_from_an_untrusted_peer_do_not_make_a_foreign_origin_ours,
+    behind_a_trusted_proxy_the_forwarded_scheme_and_host_must_match_the_origin,
 );
 
 fn limits(per_username: u32, per_address: u32) -> impl FnOnce(&mut Settings) {
@@ -113,4 +116,90 @@ async fn with_redis_the_password_change_shares_the_redis_counters(backend: Backe
     let app = start(database, &settings).await;
     app.create_user("judy", false).await;
     guess_until_locked(&app, 3).await;
+}
+
+/// Signs in through `/login` with the right CSRF token and `headers`; the status tells whether
+/// the `Origin` check let it through (303) or refused it (403).
+async fn sign_in_with(app: &TestApp, headers: &[(&str, &str)]) -> StatusCode {
+    let mut browser = FormClient::new(app);
+    browser.get("/login").await;
+    let fields = [("username", "judy"), ("password", PASSWORD)];
+    let answer = browser.post_with_headers("/login", &fields, headers).await;
+    assert!(
+        [StatusCode::SEE_OTHER, StatusCode::FORBIDDEN].contains(&answer.status),
+        "{headers:?}: {} {}",
+        answer.status,
+        answer.body
+    );
+    answer.status
+}
+
+async fn forwarded_host_headers_from_an_untrusted_peer_do_not_make_a_foreign_origin_ours(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    app.create_user("judy", false).await;
+    let ours = app.address.clone();
+    assert_eq!(
+        sign_in_with(&app, &[("Origin", ours.as_str())]).await,
+        StatusCode::SEE_OTHER,
+        "our own origin is accepted"
+    );
+    let https_ours = ours.replace("http://", "https://");
+    for headers in [
+        vec![
+            ("Origin", "http://evil.example"),
+            ("X-Forwarded-Host", "evil.example"),
+        ],
+        vec![
+            ("Origin", "http://evil.example"),
+            ("Forwarded", "host=evil.example"),
+        ],
+        vec![("Origin", "http://evil.example")],
+        vec![("Origin", https_ours.as_str())],
+        vec![
+            ("Origin", https_ours.as_str()),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    ] {
+        assert_eq!(
+            sign_in_with(&app, &headers).await,
+            StatusCode::FORBIDDEN,
+            "no trusted proxy: forwarded headers are not believed, and the scheme must match: {headers:?}"
+        );
+    }
+}
+
+async fn behind_a_trusted_proxy_the_forwarded_scheme_and_host_must_match_the_origin(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    app.create_user("judy", false).await;
+    let proxied = [
+        ("X-Forwarded-Host", "public.example"),
+        ("X-Forwarded-Proto", "https"),
+    ];
+    let with_origin = |origin: &'static str| {
+        let mut headers = proxied.to_vec();
+        headers.push(("Origin", origin));
+        headers
+    };
+    assert_eq!(
+        sign_in_with(&app, &with_origin("https://public.example")).await,
+        StatusCode::SEE_OTHER,
+        "the proxy's forwarded scheme and host are what the browser used"
+    );
+    assert_eq!(
+        sign_in_with(&app, &with_origin("http://public.example")).await,
+        StatusCode::FORBIDDEN,
+        "the scheme counts: http is another origin than https"
+    );
+    assert_eq!(
+        sign_in_with(&app, &with_origin("https://evil.example")).await,
+        StatusCode::FORBIDDEN,
+        "another host is another origin"
+    );
 }
