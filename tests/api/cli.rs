@@ -560,3 +560,50 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_key_pasted_into_a_url_path_is_cut_out_of_the_access_log() {
+    let database = TestDatabase::create(&Backend::Sqlite).await;
+    let admin_password = "admin password for the path test";
+    let mut server = Server::start(
+        &database.url,
+        &[
+            ("RUST_LOG", "info"),
+            ("MULTITOKEN_ADMIN_PASSWORD", admin_password),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/token/"))
+        .json(&json!({ "username": "admin", "password": admin_password }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = login["id_token"].as_str().expect("logged in").to_owned();
+    for path in [
+        format!("/api/tokens/{key}/"),
+        format!("/{key}"),
+        format!("/tokens/{key}/delete"),
+    ] {
+        let answer = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(
+            !answer.status().is_server_error(),
+            "{path}: {}",
+            answer.status()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = server.stop();
+    assert!(
+        log.contains("\"GET /api/tokens/mt_***/\""),
+        "the request was logged, its key cut out: {log}"
+    );
+    assert!(
+        !log.contains(&key) && !log.contains(&key[3..33]),
+        "a key in a URL path reached the log: {log}"
+    );
+}
