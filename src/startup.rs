@@ -22,7 +22,7 @@ use crate::{
     services::{
         Policy,
         last_used::{self, LastUsed},
-        sqlite_lookup,
+        name_skeletons, sqlite_lookup,
         throttle::{self, LoginThrottle, ThrottleConfig, ThrottleError},
         tokens,
         users::{self, Bootstrap},
@@ -96,7 +96,7 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
-/// Connects and applies pending migrations.
+/// Connects, applies pending migrations, and fills the name skeletons older rows lack.
 pub async fn connect_and_migrate(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     if database_url.starts_with("sqlite:") {
         // Connecting may switch a new file to WAL, which needs the file to itself: so the first
@@ -104,10 +104,12 @@ pub async fn connect_and_migrate(database_url: &str) -> Result<DatabaseConnectio
         let _lock = lock_sqlite_migrations(database_url).await?;
         let db = connect(database_url).await?;
         Migrator::up(&db, None).await?;
+        name_skeletons::fill_missing(&db).await?;
         return Ok(db);
     }
     let db = connect(database_url).await?;
     migrate_holding_lock(database_url).await?;
+    name_skeletons::fill_missing(&db).await?;
     Ok(db)
 }
 

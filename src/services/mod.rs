@@ -2,6 +2,7 @@
 pub mod audit;
 pub mod last_used;
 pub mod login;
+pub mod name_skeletons;
 pub mod names;
 pub mod sqlite_lookup;
 pub mod throttle;

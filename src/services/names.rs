@@ -1,7 +1,12 @@
 //! Names people choose and read: usernames and token names, the rules that make them valid, and
 //! the folding that decides when two of them are one.
+//!
+//! No name may hold a character that renders as nothing or as a blank (by Unicode property, see
+//! `is_invisible`), except the joiners and presentation selectors inside an emoji sequence; and
+//! uniqueness is decided on a `skeleton`, so two names that look alike are one name.
 
 use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeEmoji, UnicodeGeneralCategory};
 
 use super::Invalid;
 
@@ -25,9 +30,10 @@ impl Username {
                 format!("must be 1 to {USERNAME_MAX_CHARS} characters"),
             ));
         }
+        // Hangul fillers are letters (Lo) that render blank: `bob\u{3164}` would pass for `bob`.
         if !text
             .chars()
-            .all(|c| c.is_alphanumeric() || ".@+-_".contains(c))
+            .all(|c| (c.is_alphanumeric() && !is_invisible(c)) || ".@+-_".contains(c))
         {
             return Err(Invalid::new(
                 "username",
@@ -41,9 +47,14 @@ impl Username {
         &self.0
     }
 
-    /// The case-folded form that carries uniqueness.
+    /// The case-folded form that logins look the user up by.
     pub fn key(&self) -> String {
         fold_case(&self.0)
+    }
+
+    /// The form that carries uniqueness: no username may look like another.
+    pub fn skeleton(&self) -> String {
+        skeleton(&self.0)
     }
 }
 
@@ -53,8 +64,9 @@ fn fold_case(text: &str) -> String {
     text.to_uppercase().to_lowercase()
 }
 
-/// A token name as its owner typed it: trimmed, 1–64 characters of any script, no control
-/// characters, otherwise stored literally.
+/// A token name as its owner typed it: trimmed, 1–64 characters of any script, emoji included,
+/// nothing invisible (see `invisible_outside_emoji`), otherwise stored literally. Unique per
+/// owner by `skeleton`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenName(String);
 
@@ -71,10 +83,10 @@ impl TokenName {
         if has_control_characters(text) {
             return Err(Invalid::new("name", "must not contain control characters"));
         }
-        if text.chars().any(is_deceptive_format) {
+        if invisible_outside_emoji(text) {
             return Err(Invalid::new(
                 "name",
-                "must not contain invisible direction or spacing marks",
+                "must not contain invisible characters, line breaks or blank look-alikes",
             ));
         }
         Ok(TokenName(text.to_owned()))
@@ -83,30 +95,126 @@ impl TokenName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The form that carries uniqueness among one owner's tokens.
+    pub fn skeleton(&self) -> String {
+        skeleton(&self.0)
+    }
+}
+
+/// What a name looks like, as far as telling names apart goes: NFKC (so full-width and ligature
+/// forms meet their plain ones), default-ignorable characters removed, case-folded, mapped to
+/// UTS #39 confusable prototypes (Cyrillic `а` and Latin `a`, `0` and `O`) and case-folded again
+/// (prototypes can be capitals), and runs of blanks made one space. Two names with one skeleton
+/// may look the same, so only one of them may exist.
+pub fn skeleton(text: &str) -> String {
+    let visible: String = text.nfkc().filter(|c| !is_default_ignorable(*c)).collect();
+    let folded = fold_case(&visible);
+    let prototypes: String = unicode_security::skeleton(&folded).collect();
+    let mut out = String::with_capacity(prototypes.len());
+    for word in fold_case(&prototypes).split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// Renders as nothing or as a blank, or breaks a line: Default_Ignorable_Code_Point (soft
+/// hyphen, combining grapheme joiner, zero-width characters, variation selectors, tags, Hangul
+/// fillers...), and the general categories Cf (format), Zl and Zp (line and paragraph
+/// separators), Cc (controls).
+pub(crate) fn is_invisible(c: char) -> bool {
+    is_default_ignorable(c)
+        || matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+                | GeneralCategory::Control
+        )
+}
+
+/// Whether `text` holds an invisible character other than the ones emoji sequences are made
+/// of: a zero-width joiner between two emoji (`👨‍👩‍👧`), a presentation selector right after an
+/// emoji (`🌡️`). (Skin-tone modifiers and keycap marks are visible anyway.)
+pub(crate) fn invisible_outside_emoji(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    (0..chars.len()).any(|at| hidden_at(&chars, at))
+}
+
+/// Whether `chars[at]` is invisible and not part of an emoji sequence.
+fn hidden_at(chars: &[char], at: usize) -> bool {
+    let c = chars[at];
+    if !is_invisible(c) {
+        return false;
+    }
+    let is_emoji = |c: &char| c.is_emoji_char() && !c.is_ascii();
+    // The emoji before, past its own presentation selector or skin-tone modifier.
+    let emoji_before = || {
+        chars[..at]
+            .iter()
+            .rev()
+            .find(|c| !matches!(c, '\u{FE0E}' | '\u{FE0F}') && !is_emoji_modifier(**c))
+            .is_some_and(is_emoji)
+    };
+    let allowed = match c {
+        '\u{200D}' => emoji_before() && chars.get(at + 1).is_some_and(is_emoji),
+        '\u{FE0E}' | '\u{FE0F}' => at > 0 && chars[at - 1].is_emoji_char(),
+        _ => false,
+    };
+    !allowed
+}
+
+fn is_emoji_modifier(c: char) -> bool {
+    matches!(c, '\u{1F3FB}'..='\u{1F3FF}')
+}
+
+/// Default_Ignorable_Code_Point, from Unicode's DerivedCoreProperties.txt (a unit test checks it
+/// against the UTS #39 data of `unicode-security`, which removes exactly these from skeletons).
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// `text` with every invisible character written as an escape (`\u{ad}`), for text people read
+/// to tell names apart, such as the audit log; emoji sequences are kept as they are.
+pub fn escape_invisible(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    for (at, &c) in chars.iter().enumerate() {
+        if hidden_at(&chars, at) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Text that cannot be stored faithfully or shown safely: NUL and other control characters
 /// (PostgreSQL refuses NUL in text; the rest only ever arrives by accident or malice).
 pub(crate) fn has_control_characters(text: &str) -> bool {
     text.chars().any(char::is_control)
-}
-
-/// Invisible formatting characters that can make text look like other text: bidirectional
-/// overrides and isolates, zero-width spaces, the byte-order mark. (Zero-width joiners stay:
-/// emoji sequences need them.)
-pub(crate) fn is_deceptive_format(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'
-            | '\u{200E}'
-            | '\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}'
-    )
 }
 
 #[cfg(test)]
@@ -177,5 +285,91 @@ mod tests {
         ] {
             assert!(TokenName::parse(bad).is_err(), "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_in_names_but_emoji_sequences_stay() {
+        for c in [
+            '\u{00AD}',
+            '\u{034F}',
+            '\u{FE0F}',
+            '\u{E0061}',
+            '\u{200C}',
+            '\u{200B}',
+            '\u{3164}',
+            '\u{115F}',
+            '\u{FFA0}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{202E}',
+            '\u{2060}',
+            '\u{FEFF}',
+        ] {
+            let name = format!("thermo{c}stat");
+            assert!(TokenName::parse(&name).is_err(), "{c:?} in a token name");
+            assert!(
+                Username::parse(&format!("bo{c}b")).is_err(),
+                "{c:?} in a username"
+            );
+        }
+        for good in [
+            "🌡️",
+            "👨‍👩‍👧",
+            "Küche 🌡️ sensor",
+            "👍🏽",
+            "❤️‍🔥",
+            "1️⃣",
+            "東京 sensor",
+        ] {
+            assert!(TokenName::parse(good).is_ok(), "{good:?} must stay valid");
+        }
+        for bad in [
+            "a\u{200D}b",
+            "\u{200D}👩",
+            "👨\u{200D}",
+            "x\u{FE0F}",
+            "\u{FE0F}",
+        ] {
+            assert!(
+                TokenName::parse(bad).is_err(),
+                "{bad:?}: a joiner or selector outside emoji"
+            );
+        }
+    }
+
+    #[test]
+    fn look_alike_names_share_a_skeleton_and_different_ones_do_not() {
+        let same = |a: &str, b: &str| skeleton(a) == skeleton(b);
+        assert!(same("thermostat", "Thermostat"));
+        assert!(
+            same("thermostat", "ｔｈｅｒｍｏｓｔａｔ"),
+            "full-width forms"
+        );
+        assert!(same("thermostat", "thermοstat"), "Greek omicron");
+        assert!(same("alice", "аlice"), "Cyrillic a");
+        assert!(same("bob", "B0B"), "zero and capital O");
+        assert!(same("🌡️", "🌡"), "the presentation selector is ignorable");
+        assert!(same("👨‍👩‍👧", "👨👩👧"));
+        assert!(same("kitchen  sensor", "kitchen sensor"));
+        assert!(!same("thermostat", "thermostats"));
+        assert!(!same("alice", "alicia"));
+        assert!(!same("🌡️", "👍"));
+    }
+
+    #[test]
+    fn the_default_ignorable_table_matches_the_uts39_data() {
+        // `unicode_security::skeleton` drops exactly the default-ignorable code points.
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let dropped = unicode_security::skeleton(&c.to_string()).next().is_none();
+            assert_eq!(is_default_ignorable(c), dropped, "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn escapes_show_what_renders_as_nothing() {
+        assert_eq!(escape_invisible("admin\u{AD}"), r"admin\u{ad}");
+        assert_eq!(escape_invisible("bob\u{3164}"), r"bob\u{3164}");
+        assert_eq!(escape_invisible("a\u{2028}b"), r"a\u{2028}b");
+        assert_eq!(escape_invisible("👨‍👩‍👧 🌡️"), "👨‍👩‍👧 🌡️");
     }
 }

@@ -195,6 +195,8 @@ where
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user.id),
+        // The unique index on (user_id, name_skeleton) refuses a look-alike: `NameTaken`.
+        name_skeleton: Set(Some(super::names::skeleton(&name))),
         name: Set(name),
         kind: Set(new.kind),
         key_digest: Set(key.digest().to_hex()),
@@ -314,7 +316,7 @@ pub fn presented_digest(presented: &str) -> Result<KeyDigest, AuthError> {
 
 /// The checks after a lookup by digest, wherever the row came from (the pool, or the direct
 /// SQLite read): digest, expiry, owner's state. The password hash is dropped: nothing past this
-/// point needs it, and verifications are kept in memory.
+/// point needs it, and verifications are kept in memory. (So are the name skeletons.)
 pub fn accept(
     digest: &KeyDigest,
     token: tokens::Model,
@@ -333,9 +335,15 @@ pub fn accept(
         log::debug!("token {} refused: user {} inactive", token.id, user.id);
         return Err(AuthError::InactiveUser);
     }
+    // Skeletons only matter when names are created: both lookups leave them out alike.
     let user = users::Model {
         password_hash: String::new(),
+        username_skeleton: None,
         ..user
+    };
+    let token = tokens::Model {
+        name_skeleton: None,
+        ..token
     };
     Ok(Authenticated { user, token })
 }

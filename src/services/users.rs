@@ -122,6 +122,7 @@ pub async fn create(
         id: Set(Uuid::now_v7()),
         username: Set(new.username.as_str().to_owned()),
         username_key: Set(new.username.key()),
+        username_skeleton: Set(Some(new.username.skeleton())),
         password_hash: Set(password_hash),
         is_admin: Set(new.is_admin),
         is_active: Set(true),
