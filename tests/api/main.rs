@@ -13,6 +13,7 @@ mod cli;
 mod forms;
 mod instances;
 mod last_used;
+mod names;
 mod nginx;
 mod robustness;
 mod security;
