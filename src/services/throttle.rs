@@ -1,7 +1,8 @@
 //! Login throttling: a sliding window of failed attempts per username and per client address,
 //! with a lock-out that doubles as failures pile up.
 //!
-//! An attempt is recorded *before* its password is checked. Attempts in flight take turns: one
+//! An attempt is recorded *before* its password is checked, and takes its turn (a time) only once
+//! its record is visible to every reader. Attempts in flight take turns: one
 //! goes ahead only while the settled failures plus the attempts in flight *before it* stay under
 //! the limit; the others wait (at most `BURST_WAIT`) for those to settle and are then decided on
 //! settled failures only. So a burst of guesses cannot all be checked before the first failure
@@ -157,9 +158,7 @@ impl LoginThrottle {
         username: &str,
         address: Option<&str>,
     ) -> Result<Attempt, ThrottleError> {
-        // Whole milliseconds, as Redis scores hold them: every reader then orders alike.
-        let at = now();
-        let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
+        let at = whole_millis(now());
         let mut keys = vec![(username_key(username), true, self.config.per_username)];
         if let Some(address) = address {
             keys.push((address_key(address), false, self.config.per_address));
@@ -170,7 +169,6 @@ impl LoginThrottle {
         // The records of one attempt differ only in the id's last bit, so that attempts take
         // their turns in one order on every key (else two could wait for each other).
         let attempt_id = Uuid::now_v7().as_u128() & !1;
-        let mut seen = Vec::new();
         for (index, (key, is_username, limit)) in keys.into_iter().enumerate() {
             let record = Record {
                 id: Uuid::from_u128(attempt_id | index as u128),
@@ -179,9 +177,28 @@ impl LoginThrottle {
                 is_username,
                 limit,
             };
-            let others = self.record_and_read(&record).await;
+            let recorded = self.record(&record).await;
             attempt.records.push(record);
-            match others {
+            if let Err(e) = recorded {
+                self.withdraw(attempt).await;
+                return Err(e);
+            }
+        }
+        // The turn is taken only now that the records are visible (as in Lamport's bakery): an
+        // attempt that takes a later turn then reads after this one is visible and counts it,
+        // while one that took its turn earlier is seen here with a time no later than that.
+        // (Taken before the insert, two racing attempts could each miss the other.)
+        let ticket = whole_millis(now()).max(at);
+        let mut seen = Vec::new();
+        for record in &mut attempt.records {
+            record.at = ticket;
+        }
+        for record in &attempt.records {
+            let read = match self.take_turn(record).await {
+                Ok(()) => self.read_others(record).await,
+                Err(e) => Err(e),
+            };
+            match read {
                 Ok(others) => seen.push(others),
                 Err(e) => {
                     self.withdraw(attempt).await;
@@ -280,9 +297,8 @@ impl LoginThrottle {
         self.settled.notify_waiters();
     }
 
-    /// Adds the record (in flight) and returns the key's other attempts within the horizon.
-    /// (Older ones are ignored here; `prune` deletes them from the database, Redis at once.)
-    async fn record_and_read(&self, record: &Record) -> Result<Vec<Seen>, ThrottleError> {
+    /// Adds the record, in flight, at its provisional time.
+    async fn record(&self, record: &Record) -> Result<(), ThrottleError> {
         match &self.store {
             Store::Database(db) => {
                 login_attempts::Entity::insert(login_attempts::ActiveModel {
@@ -293,7 +309,6 @@ impl LoginThrottle {
                 })
                 .exec_without_returning(db)
                 .await?;
-                self.read_others(record).await
             }
             Store::Redis { connection, prefix } => {
                 let key = format!("{prefix}{}", record.key);
@@ -311,9 +326,33 @@ impl LoginThrottle {
                     .ignore()
                     .query_async(&mut connection)
                     .await?;
-                self.read_others(record).await
             }
         }
+        Ok(())
+    }
+
+    /// Moves the record to its turn (`record.at`, no earlier than its provisional time).
+    async fn take_turn(&self, record: &Record) -> Result<(), ThrottleError> {
+        match &self.store {
+            Store::Database(db) => {
+                login_attempts::Entity::update_many()
+                    .col_expr(login_attempts::Column::AttemptedAt, Expr::value(record.at))
+                    .filter(login_attempts::Column::Id.eq(record.id))
+                    .exec(db)
+                    .await?;
+            }
+            Store::Redis { connection, prefix } => {
+                let mut connection = connection.clone();
+                let _: i64 = redis::cmd("ZADD")
+                    .arg(format!("{prefix}{}", record.key))
+                    .arg("XX")
+                    .arg(record.at.timestamp_millis())
+                    .arg(in_flight_member(record.id))
+                    .query_async(&mut connection)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The key's attempts other than `record` that decide it: the newest within the horizon,
@@ -557,6 +596,11 @@ fn decide(others: &[Seen], own: &Record, config: &ThrottleConfig, now: DateTime<
     } else {
         Decision::Go
     }
+}
+
+/// Whole milliseconds, as Redis scores hold them: every reader then orders alike.
+fn whole_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
 }
 
 /// Rounded up, and at least one second: what `Retry-After` can say.
