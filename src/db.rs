@@ -6,6 +6,8 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 
+use crate::services::name_skeletons;
+
 /// Connects with settings fit for a server: on SQLite, WAL (readers never wait for the writer)
 /// and a busy timeout (writers queue instead of failing with "database is locked").
 pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
@@ -38,7 +40,7 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
-/// Connects and applies pending migrations.
+/// Connects, applies pending migrations, and fills the name skeletons older rows lack.
 pub async fn connect_and_migrate(database_url: &str) -> Result<DatabaseConnection, DbErr> {
     if database_url.starts_with("sqlite:") {
         // Connecting may switch a new file to WAL, which needs the file to itself: so the first
@@ -46,10 +48,12 @@ pub async fn connect_and_migrate(database_url: &str) -> Result<DatabaseConnectio
         let _lock = lock_sqlite_migrations(database_url).await?;
         let db = connect(database_url).await?;
         Migrator::up(&db, None).await?;
+        name_skeletons::fill_missing(&db).await?;
         return Ok(db);
     }
     let db = connect(database_url).await?;
     migrate_holding_lock(database_url).await?;
+    name_skeletons::fill_missing(&db).await?;
     Ok(db)
 }
 

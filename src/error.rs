@@ -1,17 +1,20 @@
-//! The one place where domain outcomes become HTTP responses. Clients see `Display`; 5xx causes
-//! are logged here, once, with their chain.
+//! The API's one place where domain outcomes become JSON answers. Clients see `Display`; 5xx
+//! causes are logged here, once, with keys redacted. (The web UI's errors: `routes::pages::error`.)
 
 use actix_web::{HttpResponse, ResponseError, http::StatusCode, http::header};
 use serde_json::json;
 
 use crate::{
+    auth::redact::redact_keys,
     services::{Invalid, tokens::TokenError, users::UserError},
     verify::AuthError,
 };
 
 pub const API_BODY_LIMIT: usize = 64 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+/// `Debug` is written by hand and names the variant only: actix logs `Error in response: {:?}`
+/// at debug level, and the texts carried here can quote what a client sent (a key, a password).
+#[derive(thiserror::Error)]
 pub enum ApiError {
     /// 401 with one of the contract's fixed messages.
     #[error("{0}")]
@@ -53,6 +56,37 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Fixed texts and numbers only.
+            ApiError::Unauthorized(message) => {
+                f.debug_tuple("Unauthorized").field(message).finish()
+            }
+            ApiError::BadCredentials => f.write_str("BadCredentials"),
+            ApiError::Forbidden(_) => f.write_str("Forbidden"),
+            ApiError::NotFound(_) => f.write_str("NotFound"),
+            ApiError::Conflict(_) => f.write_str("Conflict"),
+            ApiError::Validation(invalid) => {
+                f.debug_tuple("Validation").field(&invalid.field).finish()
+            }
+            ApiError::BadRequest(_) => f.write_str("BadRequest"),
+            ApiError::MethodNotAllowed(allowed) => {
+                f.debug_tuple("MethodNotAllowed").field(allowed).finish()
+            }
+            ApiError::PayloadTooLarge => f.write_str("PayloadTooLarge"),
+            ApiError::TooManyAttempts { retry_after } => f
+                .debug_struct("TooManyAttempts")
+                .field("retry_after", retry_after)
+                .finish(),
+            ApiError::UnsupportedMediaType => f.write_str("UnsupportedMediaType"),
+            ApiError::Unavailable(store) => f.debug_tuple("Unavailable").field(store).finish(),
+            // The cause is logged once, redacted, by `error_response`.
+            ApiError::Internal(_) => f.write_str("Internal"),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -74,7 +108,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::Internal(cause) = self {
-            log::error!("internal error: {cause}");
+            log::error!("internal error: {}", redact_keys(cause));
         }
         let mut body = json!({ "error": self.to_string() });
         match self {

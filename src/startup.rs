@@ -232,10 +232,14 @@ fn run(
             // Answers carry keys and account data: no cache may keep them. (Added only where a
             // handler set no Cache-Control of its own, so the stylesheet stays cacheable.)
             .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")))
-            // The path only: a query string could carry a secret someone put there by mistake.
+            // The path only: a query string could carry a secret someone put there by mistake,
+            // and a key pasted into the path itself is cut out.
             .wrap(
-                Logger::new(r#"%a "%{method}xi %U" %s %b %Dms"#)
-                    .custom_request_replace("method", |req| req.method().to_string()),
+                Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms"#)
+                    .custom_request_replace("method", |req| req.method().to_string())
+                    .custom_request_replace("path", |req| {
+                        crate::auth::redact::redact_keys(req.path()).into_owned()
+                    }),
             )
     })
     .shutdown_timeout(30);

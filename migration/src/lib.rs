@@ -5,6 +5,7 @@ mod m20261129_000001_create_users;
 mod m20261129_000002_create_tokens;
 mod m20261129_000003_create_audit_events;
 mod m20261129_000004_create_login_attempts;
+mod m20261202_000005_add_name_skeletons;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_create_tokens::Migration),
             Box::new(m20261129_000003_create_audit_events::Migration),
             Box::new(m20261129_000004_create_login_attempts::Migration),
+            Box::new(m20261202_000005_add_name_skeletons::Migration),
         ]
     }
 }

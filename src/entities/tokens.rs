@@ -8,6 +8,9 @@ pub struct Model {
     pub id: Uuid,
     pub user_id: Uuid,
     pub name: String,
+    /// What the name looks like (`names::skeleton`); unique per owner. NULL only on a row from
+    /// before the column, until the next start fills it.
+    pub name_skeleton: Option<String>,
     pub kind: TokenKind,
     /// Hex SHA-256 of the key.
     #[sea_orm(unique)]

@@ -10,6 +10,10 @@ pub struct Model {
     /// Unicode-lowercased username; unique, so lookups and uniqueness ignore case.
     #[sea_orm(unique)]
     pub username_key: String,
+    /// What the name looks like (`names::skeleton`); unique, so no username passes for another.
+    /// NULL only on a row from before the column, until the next start fills it.
+    #[sea_orm(unique)]
+    pub username_skeleton: Option<String>,
     pub password_hash: String,
     pub is_admin: bool,
     pub is_active: bool,

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod body;
+pub mod checkbox;
 pub mod extract;
 pub mod forward_auth;
 pub mod health;

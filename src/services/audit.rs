@@ -6,7 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{is_deceptive_format, now};
+use super::{names::escape_invisible, now};
 use crate::entities::{audit_events, tokens, users};
 
 /// Column limits of `audit_events`; longer text is cut, never refused: the log must not fail.
@@ -172,19 +172,11 @@ impl Event {
     }
 }
 
-/// Text as it may be stored and shown: control characters replaced (PostgreSQL refuses NUL),
-/// cut to the column's length.
+/// Text as it may be stored and shown: every invisible character (controls, format characters,
+/// line separators, Hangul fillers...) written as an escape such as `\u{ad}`, so `admin` plus a
+/// soft hyphen never reads as `admin` (and PostgreSQL never sees a NUL); cut to the column's length.
 fn fit(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() || is_deceptive_format(c) {
-                '\u{FFFD}'
-            } else {
-                c
-            }
-        })
-        .take(max_chars)
-        .collect()
+    escape_invisible(text).chars().take(max_chars).collect()
 }
 
 fn row(actor: &Actor, event: Event) -> audit_events::ActiveModel {
@@ -249,9 +241,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stored_text_loses_control_characters_and_is_cut_to_fit() {
-        assert_eq!(fit("a\u{0}b\nc", 10), "a\u{FFFD}b\u{FFFD}c");
-        assert_eq!(fit("evil\u{202E}gpj.exe", 20), "evil\u{FFFD}gpj.exe");
+    fn stored_text_shows_invisible_characters_as_escapes_and_is_cut_to_fit() {
+        assert_eq!(fit("a\u{0}b\nc", 20), r"a\u{0}b\u{a}c");
+        assert_eq!(fit("evil\u{202E}gpj.exe", 20), r"evil\u{202e}gpj.exe");
+        assert_eq!(fit("admin\u{AD}", 20), r"admin\u{ad}");
+        assert_eq!(
+            fit("👨\u{200D}👩", 20),
+            "👨\u{200D}👩",
+            "emoji sequences stay"
+        );
         assert_eq!(fit(&"é".repeat(300), NAME_MAX_CHARS).chars().count(), 150);
     }
 

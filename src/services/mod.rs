@@ -1,5 +1,8 @@
 //! The domain: rules, owner scoping and transactions. Knows nothing of HTTP.
 pub mod audit;
+pub mod login;
+pub mod name_skeletons;
+pub mod names;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
@@ -29,30 +32,6 @@ impl Invalid {
             message: message.into(),
         }
     }
-}
-
-/// Text that cannot be stored faithfully or shown safely: NUL and other control characters
-/// (PostgreSQL refuses NUL in text; the rest only ever arrives by accident or malice).
-fn has_control_characters(text: &str) -> bool {
-    text.chars().any(char::is_control)
-}
-
-/// Invisible formatting characters that can make text look like other text: bidirectional
-/// overrides and isolates, zero-width spaces, the byte-order mark. (Zero-width joiners stay:
-/// emoji sequences need them.)
-fn is_deceptive_format(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}'
-            | '\u{180E}'
-            | '\u{200B}'
-            | '\u{200E}'
-            | '\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{FEFF}'
-    )
 }
 
 /// A unique index refused the row: a domain conflict (409), never a server error.

@@ -1,10 +1,14 @@
 //! Login throttling: a sliding window of failed attempts per username and per client address,
 //! with a lock-out that doubles as failures pile up.
 //!
-//! An attempt is recorded *before* its password is checked and counts against the limit while it
-//! is in flight, so a burst of simultaneous guesses cannot all slip through before the first
-//! failure is written. A success removes its own record and, for the username, every earlier
-//! failure; a failure stays for the horizon (the window × 16) and then drops out.
+//! An attempt is recorded *before* its password is checked, and takes its turn (a time) only once
+//! its record is visible to every reader. Attempts in flight take turns: one
+//! goes ahead only while the settled failures plus the attempts in flight *before it* stay under
+//! the limit; the others wait (at most `BURST_WAIT`) for those to settle and are then decided on
+//! settled failures only. So a burst of guesses cannot all be checked before the first failure
+//! counts, and a burst of correct logins is slowed, never refused. A success removes its own
+//! record and, for the username, every earlier failure; a failure stays for the horizon (the
+//! window × 16) and then drops out.
 //!
 //! The records live where every instance sees them: in the database, or in Redis when it is
 //! configured. Adding instances does not multiply an attacker's attempts.
@@ -20,7 +24,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{now, users::Username};
+use super::{names::Username, now};
 use crate::entities::login_attempts;
 
 /// The highest limit configuration accepts: the store reads up to `TIERS + 1` times the limit
@@ -30,7 +34,14 @@ pub const MAX_LIMIT: u32 = 10_000;
 const HORIZON_WINDOWS: u32 = 16;
 /// The lock-out doubles this many times (up to the horizon) after the first.
 const DOUBLINGS: u32 = HORIZON_WINDOWS.ilog2();
-/// An attempt refused only because others are still in flight can retry almost at once.
+/// The longest an attempt waits for its turn behind attempts in flight before it is refused
+/// (with `BUSY_RETRY`). Generous: a burst of logins on a loaded two-core machine settles one
+/// argon2 check after another.
+pub const BURST_WAIT: Duration = Duration::from_secs(10);
+/// A waiting attempt reads the store again this often (sooner when an attempt settles on this
+/// instance): other instances' attempts settle unannounced.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+/// An attempt that waited `BURST_WAIT` in vain can retry almost at once.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
@@ -70,6 +81,8 @@ enum Store {
 pub struct LoginThrottle {
     config: ThrottleConfig,
     store: Store,
+    /// Woken whenever an attempt of this instance settles, so that waiting ones look again.
+    settled: tokio::sync::Notify,
 }
 
 /// A login in progress, recorded under its keys until it is settled.
@@ -83,13 +96,27 @@ struct Record {
     key: String,
     at: DateTime<Utc>,
     is_username: bool,
+    limit: u32,
 }
 
 /// A recorded attempt as read back from the store.
 #[derive(Clone, Copy, Debug)]
 struct Seen {
     at: DateTime<Utc>,
+    /// Orders attempts of the same instant, the same way for every reader.
+    id: Uuid,
     failed: bool,
+}
+
+/// What an attempt may do, given the other attempts of one of its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    /// Check the password.
+    Go,
+    /// Too many attempts before this one are still in flight: wait for them to settle.
+    Wait,
+    /// Locked out by settled failures, for this long.
+    Refuse(Duration),
 }
 
 impl LoginThrottle {
@@ -117,16 +144,21 @@ impl LoginThrottle {
                 }
             }
         };
-        Ok(LoginThrottle { config, store })
+        Ok(LoginThrottle {
+            config,
+            store,
+            settled: tokio::sync::Notify::new(),
+        })
     }
 
     /// Records a login attempt for `username` from `address`, or refuses it with how long to wait.
+    /// Waits (at most `BURST_WAIT`) while too many earlier attempts are still in flight.
     pub async fn begin(
         &self,
         username: &str,
         address: Option<&str>,
     ) -> Result<Attempt, ThrottleError> {
-        let at = now();
+        let at = whole_millis(now());
         let mut keys = vec![(username_key(username), true, self.config.per_username)];
         if let Some(address) = address {
             keys.push((address_key(address), false, self.config.per_address));
@@ -134,33 +166,88 @@ impl LoginThrottle {
         let mut attempt = Attempt {
             records: Vec::new(),
         };
-        let mut wait = None;
-        for (key, is_username, limit) in keys {
+        // The records of one attempt differ only in the id's last bit, so that attempts take
+        // their turns in one order on every key (else two could wait for each other).
+        let attempt_id = Uuid::now_v7().as_u128() & !1;
+        for (index, (key, is_username, limit)) in keys.into_iter().enumerate() {
             let record = Record {
-                id: Uuid::now_v7(),
+                id: Uuid::from_u128(attempt_id | index as u128),
                 key,
                 at,
                 is_username,
+                limit,
             };
-            let others = match self.record_and_read(&record, limit).await {
-                Ok(others) => others,
+            let recorded = self.record(&record).await;
+            attempt.records.push(record);
+            if let Err(e) = recorded {
+                self.withdraw(attempt).await;
+                return Err(e);
+            }
+        }
+        // The turn is taken only now that the records are visible (as in Lamport's bakery): an
+        // attempt that takes a later turn then reads after this one is visible and counts it,
+        // while one that took its turn earlier is seen here with a time no later than that.
+        // (Taken before the insert, two racing attempts could each miss the other.)
+        let ticket = whole_millis(now()).max(at);
+        let mut seen = Vec::new();
+        for record in &mut attempt.records {
+            record.at = ticket;
+        }
+        for record in &attempt.records {
+            let read = match self.take_turn(record).await {
+                Ok(()) => self.read_others(record).await,
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(others) => seen.push(others),
                 Err(e) => {
-                    attempt.records.push(record);
                     self.withdraw(attempt).await;
                     return Err(e);
                 }
-            };
-            attempt.records.push(record);
-            let needed = wait_needed(&others, limit, &self.config, at);
-            wait = wait.max(needed);
-        }
-        match wait {
-            None => Ok(attempt),
-            Some(retry_after) => {
-                // A refused attempt checks no password, so it is no failure: it is withdrawn.
-                self.withdraw(attempt).await;
-                Err(ThrottleError::Throttled { retry_after })
             }
+        }
+        let deadline = tokio::time::Instant::now() + BURST_WAIT;
+        loop {
+            let mut decision = Decision::Go;
+            for (record, others) in attempt.records.iter().zip(&seen) {
+                let decided = decide(others, record, &self.config, now());
+                decision = match (decision, decided) {
+                    (Decision::Refuse(a), Decision::Refuse(b)) => Decision::Refuse(a.max(b)),
+                    (Decision::Refuse(a), _) | (_, Decision::Refuse(a)) => Decision::Refuse(a),
+                    (Decision::Wait, _) | (_, Decision::Wait) => Decision::Wait,
+                    (Decision::Go, Decision::Go) => Decision::Go,
+                };
+            }
+            let retry_after = match decision {
+                Decision::Go => return Ok(attempt),
+                Decision::Refuse(retry_after) => retry_after,
+                Decision::Wait if tokio::time::Instant::now() >= deadline => BUSY_RETRY,
+                Decision::Wait => {
+                    // Registered before the store is read again, so no settlement slips between.
+                    let settled = self.settled.notified();
+                    tokio::pin!(settled);
+                    settled.as_mut().enable();
+                    let wake = deadline.min(tokio::time::Instant::now() + POLL_EVERY);
+                    tokio::select! {
+                        () = settled => {}
+                        () = tokio::time::sleep_until(wake) => {}
+                    }
+                    seen.clear();
+                    for record in &attempt.records {
+                        match self.read_others(record).await {
+                            Ok(others) => seen.push(others),
+                            Err(e) => {
+                                self.withdraw(attempt).await;
+                                return Err(e);
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            // A refused attempt checks no password, so it is no failure: it is withdrawn.
+            self.withdraw(attempt).await;
+            return Err(ThrottleError::Throttled { retry_after });
         }
     }
 
@@ -173,6 +260,7 @@ impl LoginThrottle {
             }
             self.remove(record).await?;
         }
+        self.settled.notify_waiters();
         Ok(())
     }
 
@@ -181,6 +269,7 @@ impl LoginThrottle {
         for record in &attempt.records {
             self.mark_failed(record).await?;
         }
+        self.settled.notify_waiters();
         Ok(())
     }
 
@@ -205,18 +294,11 @@ impl LoginThrottle {
                 log::warn!("could not withdraw a login attempt record: {e}");
             }
         }
+        self.settled.notify_waiters();
     }
 
-    /// Adds the record (in flight) and returns the key's other attempts within the horizon.
-    /// (Older ones are ignored here; `prune` deletes them from the database, Redis at once.)
-    async fn record_and_read(
-        &self,
-        record: &Record,
-        limit: u32,
-    ) -> Result<Vec<Seen>, ThrottleError> {
-        let horizon_start = record.at - delta(self.config.horizon());
-        // Enough for the top tier of the back-off, plus the attempts in flight.
-        let enough = u64::from(limit.min(MAX_LIMIT)) * u64::from(DOUBLINGS + 2);
+    /// Adds the record, in flight, at its provisional time.
+    async fn record(&self, record: &Record) -> Result<(), ThrottleError> {
         match &self.store {
             Store::Database(db) => {
                 login_attempts::Entity::insert(login_attempts::ActiveModel {
@@ -227,33 +309,12 @@ impl LoginThrottle {
                 })
                 .exec_without_returning(db)
                 .await?;
-                let rows: Vec<(DateTime<Utc>, bool)> = login_attempts::Entity::find()
-                    .select_only()
-                    .column(login_attempts::Column::AttemptedAt)
-                    .column(login_attempts::Column::Failed)
-                    .filter(login_attempts::Column::ThrottleKey.eq(record.key.as_str()))
-                    .filter(login_attempts::Column::AttemptedAt.gte(horizon_start))
-                    .filter(login_attempts::Column::Id.ne(record.id))
-                    .order_by_desc(login_attempts::Column::AttemptedAt)
-                    .limit(enough)
-                    .into_tuple()
-                    .all(db)
-                    .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(at, failed)| Seen { at, failed })
-                    .collect())
             }
             Store::Redis { connection, prefix } => {
                 let key = format!("{prefix}{}", record.key);
                 let mut connection = connection.clone();
-                let (members,): (Vec<(String, f64)>,) = redis::pipe()
+                let () = redis::pipe()
                     .atomic()
-                    .cmd("ZREMRANGEBYSCORE")
-                    .arg(&key)
-                    .arg("-inf")
-                    .arg(format!("({}", horizon_start.timestamp_millis()))
-                    .ignore()
                     .cmd("ZADD")
                     .arg(&key)
                     .arg(record.at.timestamp_millis())
@@ -263,26 +324,120 @@ impl LoginThrottle {
                     .arg(&key)
                     .arg(self.config.horizon().as_millis() as u64)
                     .ignore()
+                    .query_async(&mut connection)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the record to its turn (`record.at`, no earlier than its provisional time).
+    async fn take_turn(&self, record: &Record) -> Result<(), ThrottleError> {
+        match &self.store {
+            Store::Database(db) => {
+                login_attempts::Entity::update_many()
+                    .col_expr(login_attempts::Column::AttemptedAt, Expr::value(record.at))
+                    .filter(login_attempts::Column::Id.eq(record.id))
+                    .exec(db)
+                    .await?;
+            }
+            Store::Redis { connection, prefix } => {
+                let mut connection = connection.clone();
+                let _: i64 = redis::cmd("ZADD")
+                    .arg(format!("{prefix}{}", record.key))
+                    .arg("XX")
+                    .arg(record.at.timestamp_millis())
+                    .arg(in_flight_member(record.id))
+                    .query_async(&mut connection)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's attempts other than `record` that decide it: the newest within the horizon,
+    /// enough of them for the top tier of the back-off, and the oldest within the window up to
+    /// `record`, enough to see whether `limit` attempts in flight are ahead of it. (Not locked
+    /// out, fewer than `limit` failures fall within the window, so twice the limit suffices.)
+    async fn read_others(&self, record: &Record) -> Result<Vec<Seen>, ThrottleError> {
+        let at = now();
+        let horizon_start = at - delta(self.config.horizon());
+        let window_start = at - delta(self.config.window);
+        let limit = u64::from(record.limit.clamp(1, MAX_LIMIT));
+        let enough = limit * u64::from(DOUBLINGS + 2);
+        let oldest = limit * 2;
+        match &self.store {
+            Store::Database(db) => {
+                let query = || {
+                    login_attempts::Entity::find()
+                        .select_only()
+                        .column(login_attempts::Column::Id)
+                        .column(login_attempts::Column::AttemptedAt)
+                        .column(login_attempts::Column::Failed)
+                        .filter(login_attempts::Column::ThrottleKey.eq(record.key.as_str()))
+                        .filter(login_attempts::Column::Id.ne(record.id))
+                };
+                let newest: Vec<(Uuid, DateTime<Utc>, bool)> = query()
+                    .filter(login_attempts::Column::AttemptedAt.gte(horizon_start))
+                    .order_by_desc(login_attempts::Column::AttemptedAt)
+                    .limit(enough)
+                    .into_tuple()
+                    .all(db)
+                    .await?;
+                let ahead: Vec<(Uuid, DateTime<Utc>, bool)> = query()
+                    .filter(login_attempts::Column::AttemptedAt.gte(window_start))
+                    .filter(login_attempts::Column::AttemptedAt.lte(record.at))
+                    .order_by_asc(login_attempts::Column::AttemptedAt)
+                    .limit(oldest)
+                    .into_tuple()
+                    .all(db)
+                    .await?;
+                Ok(union(
+                    newest
+                        .into_iter()
+                        .chain(ahead)
+                        .map(|(id, at, failed)| Seen { at, id, failed }),
+                ))
+            }
+            Store::Redis { connection, prefix } => {
+                let key = format!("{prefix}{}", record.key);
+                let mut connection = connection.clone();
+                let (newest, ahead): (Scored, Scored) = redis::pipe()
+                    .atomic()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(&key)
+                    .arg("-inf")
+                    .arg(format!("({}", horizon_start.timestamp_millis()))
+                    .ignore()
                     .cmd("ZRANGE")
                     .arg(&key)
                     .arg(0)
                     .arg(enough)
                     .arg("REV")
                     .arg("WITHSCORES")
+                    .cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(window_start.timestamp_millis())
+                    .arg(record.at.timestamp_millis())
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(oldest)
+                    .arg("WITHSCORES")
                     .query_async(&mut connection)
                     .await?;
-                let own = record.id.to_string();
-                Ok(members
-                    .into_iter()
-                    .filter(|(member, _)| !member.ends_with(&own))
-                    .filter_map(|(member, score)| {
+                Ok(union(newest.into_iter().chain(ahead).filter_map(
+                    |(member, score)| {
                         let at = DateTime::from_timestamp_millis(score as i64)?;
+                        let id = Uuid::parse_str(member.get(IN_FLIGHT.len()..)?).ok()?;
                         Some(Seen {
                             at,
+                            id,
                             failed: member.starts_with(FAILED),
                         })
-                    })
-                    .collect())
+                        .filter(|seen| seen.id != record.id)
+                    },
+                )))
             }
         }
     }
@@ -384,6 +539,17 @@ pub async fn prune_every(interval: Duration, throttle: std::sync::Arc<LoginThrot
     }
 }
 
+/// Sorted-set members with their scores (milliseconds), as Redis answers them.
+type Scored = Vec<(String, f64)>;
+
+/// Attempts read twice (by both reads of `read_others`) counted once.
+fn union(seen: impl Iterator<Item = Seen>) -> Vec<Seen> {
+    let mut seen: Vec<Seen> = seen.collect();
+    seen.sort_unstable_by_key(|seen| seen.id);
+    seen.dedup_by_key(|seen| seen.id);
+    seen
+}
+
 /// Redis sorted-set members: the state, then the attempt's id.
 const IN_FLIGHT: &str = "p:";
 const FAILED: &str = "f:";
@@ -392,19 +558,16 @@ fn in_flight_member(id: Uuid) -> String {
     format!("{IN_FLIGHT}{id}")
 }
 
-/// How long a new attempt must wait, given the key's other recent attempts; `None` lets it in.
+/// Whether an attempt may check its password, given the key's other recent attempts.
 ///
-/// Locked out while the `limit` newest failures fall within one lock-out period. The period is
-/// the window at first (a plain sliding window: `limit` failures per window) and doubles with
-/// every further `limit` failures within the horizon. Attempts still in flight count as
-/// failures until they are settled; one in flight for longer than a window died unsettled.
-fn wait_needed(
-    others: &[Seen],
-    limit: u32,
-    config: &ThrottleConfig,
-    now: DateTime<Utc>,
-) -> Option<Duration> {
-    let limit = limit.max(1) as usize;
+/// Locked out while the `limit` newest settled failures fall within one lock-out period. The
+/// period is the window at first (a plain sliding window: `limit` failures per window) and
+/// doubles with every further `limit` failures within the horizon. Otherwise the attempt goes
+/// ahead while the recent failures plus the attempts still in flight *before it* stay under the
+/// limit, and waits for them to settle when they do not. (One in flight for longer than a window
+/// died unsettled: a failure.)
+fn decide(others: &[Seen], own: &Record, config: &ThrottleConfig, now: DateTime<Utc>) -> Decision {
+    let limit = own.limit.max(1) as usize;
     let window_start = now - delta(config.window);
     let horizon_start = now - delta(config.horizon());
     let mut failures: Vec<DateTime<Utc>> = others
@@ -418,15 +581,26 @@ fn wait_needed(
         let lockout = config.window * (1u32 << doublings);
         let until = failures[limit - 1] + delta(lockout);
         if until > now {
-            return Some(whole_seconds(until - now));
+            return Decision::Refuse(whole_seconds(until - now));
         }
     }
     let recent_failures = failures.iter().filter(|at| **at >= window_start).count();
-    let in_flight = others
+    let turn = |at: DateTime<Utc>, id: Uuid| (at, id.as_u128() & !1);
+    let ahead = others
         .iter()
         .filter(|seen| !seen.failed && seen.at >= window_start)
+        .filter(|seen| turn(seen.at, seen.id) < turn(own.at, own.id))
         .count();
-    (recent_failures + in_flight >= limit).then_some(BUSY_RETRY)
+    if recent_failures + ahead >= limit {
+        Decision::Wait
+    } else {
+        Decision::Go
+    }
+}
+
+/// Whole milliseconds, as Redis scores hold them: every reader then orders alike.
+fn whole_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
 }
 
 /// Rounded up, and at least one second: what `Retry-After` can say.
@@ -486,30 +660,42 @@ mod tests {
             .iter()
             .map(|s| Seen {
                 at: now - TimeDelta::seconds(*s),
+                id: Uuid::now_v7(),
                 failed: true,
             })
             .collect()
+    }
+
+    /// A new attempt under a limit of 5, made at `now`.
+    fn own(now: DateTime<Utc>) -> Record {
+        Record {
+            id: Uuid::now_v7(),
+            key: username_key("alice"),
+            at: now,
+            is_username: true,
+            limit: 5,
+        }
+    }
+
+    fn decided(others: &[Seen], now: DateTime<Utc>) -> Decision {
+        decide(others, &own(now), &config(), now)
     }
 
     #[test]
     fn the_limit_within_one_window_locks_until_the_oldest_of_them_leaves_it() {
         let now = Utc::now();
         let four = failures_at(now, &[1, 2, 3, 4]);
-        assert_eq!(
-            wait_needed(&four, 5, &config(), now),
-            None,
-            "4 of 5 allowed"
-        );
+        assert_eq!(decided(&four, now), Decision::Go, "4 of 5 allowed");
         let five = failures_at(now, &[1, 2, 3, 4, 50]);
         assert_eq!(
-            wait_needed(&five, 5, &config(), now),
-            Some(Duration::from_secs(10)),
+            decided(&five, now),
+            Decision::Refuse(Duration::from_secs(10)),
             "the failure 50 s ago leaves the 60 s window in 10 s"
         );
         let spread = failures_at(now, &[1, 2, 3, 4, 61]);
         assert_eq!(
-            wait_needed(&spread, 5, &config(), now),
-            None,
+            decided(&spread, now),
+            Decision::Go,
             "only 4 failures fall within the last minute"
         );
     }
@@ -519,12 +705,14 @@ mod tests {
         let now = Utc::now();
         let ten = failures_at(now, &[1, 2, 3, 4, 100, 101, 102, 103, 104, 105]);
         assert_eq!(
-            wait_needed(&ten, 5, &config(), now),
-            Some(Duration::from_secs(20)),
+            decided(&ten, now),
+            Decision::Refuse(Duration::from_secs(20)),
             "ten failures: a two-minute lock-out from the fifth newest (100 s ago)"
         );
         let many: Vec<i64> = (0..200).map(|i| 1 + i * 4).collect();
-        let wait = wait_needed(&failures_at(now, &many), 5, &config(), now).unwrap();
+        let Decision::Refuse(wait) = decided(&failures_at(now, &many), now) else {
+            panic!("200 failures lock the username out");
+        };
         assert!(
             wait <= MINUTE * HORIZON_WINDOWS && wait > MINUTE * 8,
             "the lock-out grows but never past the horizon: {wait:?}"
@@ -532,23 +720,69 @@ mod tests {
     }
 
     #[test]
-    fn attempts_in_flight_count_while_fresh_and_only_delay_for_a_second() {
+    fn attempts_in_flight_before_this_one_make_it_wait_and_later_ones_do_not_count() {
         let now = Utc::now();
         let mut seen = failures_at(now, &[1, 2]);
-        let in_flight = |s: i64| Seen {
-            at: now - TimeDelta::seconds(s),
+        let in_flight = |at: DateTime<Utc>| Seen {
+            at,
+            id: Uuid::now_v7(),
             failed: false,
         };
-        seen.extend([in_flight(0), in_flight(0)]);
-        assert_eq!(wait_needed(&seen, 5, &config(), now), None);
-        seen.push(in_flight(0));
-        assert_eq!(wait_needed(&seen, 5, &config(), now), Some(BUSY_RETRY));
-        // An attempt in flight for longer than a window died unsettled: a failure.
-        let stale = vec![in_flight(61); 5];
+        let earlier = now - TimeDelta::milliseconds(5);
+        seen.extend([in_flight(earlier), in_flight(earlier)]);
         assert_eq!(
-            wait_needed(&stale, 5, &config(), now),
-            None,
+            decided(&seen, now),
+            Decision::Go,
+            "2 failures + 2 ahead of 5"
+        );
+        let later = now + TimeDelta::milliseconds(5);
+        seen.extend([in_flight(later), in_flight(later), in_flight(later)]);
+        assert_eq!(
+            decided(&seen, now),
+            Decision::Go,
+            "attempts after this one wait for it, not it for them"
+        );
+        seen.push(in_flight(earlier));
+        assert_eq!(
+            decided(&seen, now),
+            Decision::Wait,
+            "2 failures + 3 ahead fill the limit: wait for them to settle, do not refuse"
+        );
+        // Only settled failures refuse: however many are in flight, a correct password waits.
+        let crowd: Vec<Seen> = (0..100).map(|_| in_flight(earlier)).collect();
+        assert_eq!(decided(&crowd, now), Decision::Wait);
+        // An attempt in flight for longer than a window died unsettled: a failure.
+        let stale = vec![in_flight(now - TimeDelta::seconds(61)); 5];
+        assert_eq!(
+            decided(&stale, now),
+            Decision::Go,
             "stale ones are failures older than the window"
+        );
+    }
+
+    #[test]
+    fn one_attempts_records_take_their_turn_in_the_same_place_on_every_key() {
+        let now = Utc::now();
+        let base = Uuid::now_v7().as_u128() & !1;
+        let mut second_key = own(now);
+        second_key.id = Uuid::from_u128(base | 1);
+        let first_key = Seen {
+            at: now,
+            id: Uuid::from_u128(base),
+            failed: false,
+        };
+        let four_ahead: Vec<Seen> = (0..4)
+            .map(|_| Seen {
+                at: now - TimeDelta::milliseconds(1),
+                id: Uuid::now_v7(),
+                failed: false,
+            })
+            .chain([first_key])
+            .collect();
+        assert_eq!(
+            decide(&four_ahead, &second_key, &config(), now),
+            Decision::Go,
+            "the attempt's own record on another key is not ahead of it"
         );
     }
 

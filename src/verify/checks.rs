@@ -36,7 +36,8 @@ pub fn is_expired_at(token: &tokens::Model, at: DateTime<Utc>) -> bool {
 }
 
 /// The checks after a lookup by digest: digest, expiry, owner's state. The password hash is
-/// dropped: nothing past this point needs it, and verifications are kept in memory.
+/// dropped: nothing past this point needs it, and verifications are kept in memory. (So are the
+/// name skeletons.)
 pub fn accept(
     digest: &KeyDigest,
     token: tokens::Model,
@@ -56,9 +57,15 @@ pub fn accept(
         return Err(AuthError::InactiveUser);
     }
     // Per-token policy checks go here: after the owner, before the token is accepted (and cached).
+    // Skeletons only matter when names are created: both lookups leave them out alike.
     let user = users::Model {
         password_hash: String::new(),
+        username_skeleton: None,
         ..user
+    };
+    let token = tokens::Model {
+        name_skeleton: None,
+        ..token
     };
     Ok(Authenticated { user, token })
 }

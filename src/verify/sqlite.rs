@@ -92,6 +92,7 @@ fn decode(row: &Row<'_>) -> Result<(tokens::Model, users::Model), Unanswered> {
         id: uuid_at(row, 0)?,
         user_id: uuid_at(row, 1)?,
         name: row.get(2)?,
+        name_skeleton: None, // not read: `checks::accept` drops it
         kind,
         key_digest: row.get(4)?,
         key_prefix: row.get(5)?,
@@ -103,6 +104,7 @@ fn decode(row: &Row<'_>) -> Result<(tokens::Model, users::Model), Unanswered> {
         id: token.user_id,
         username: row.get(9)?,
         username_key: row.get(10)?,
+        username_skeleton: None, // not read: `checks::accept` drops it
         // Never needed past authentication (`checks::accept` drops it too).
         password_hash: String::new(),
         is_admin: row.get(11)?,

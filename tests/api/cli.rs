@@ -502,6 +502,35 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
         [400, 400, 400, 400, 400, 429],
         "guesses were refused, then throttled"
     );
+    // Error answers that carry what was sent: actix logs `Error in response: {:?}` at debug.
+    // A key pasted into a page's URL comes back as the sign-in page's `next`...
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sign_in_first = no_redirects
+        .get(format!("{base}/tokens?key={device}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sign_in_first.status(),
+        StatusCode::SEE_OTHER,
+        "a signed-out page visit is sent to sign in"
+    );
+    // ...and serde quotes a wrongly typed value in its message.
+    let mistyped = client
+        .post(format!("{base}/api/tokens/"))
+        .bearer_auth(&session)
+        .json(&json!({ "name": "typed", "expires_in_days": device }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        mistyped.status(),
+        StatusCode::BAD_REQUEST,
+        "a key where a number belongs is a bad request"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = server.stop();
     assert!(log.lines().count() > 10, "trace logging was on: {log}");
@@ -509,6 +538,11 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
     assert!(
         log.contains("/tokens"),
         "the browser's requests were logged: {log}"
+    );
+    assert!(
+        log.contains("Error in response: SignInRequired")
+            && log.contains("Error in response: BadRequest"),
+        "the error answers were logged at debug level (by name): {log}"
     );
     for secret in [
         session.as_str(),
@@ -525,4 +559,51 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
             "a secret reached the log: {secret:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_key_pasted_into_a_url_path_is_cut_out_of_the_access_log() {
+    let database = TestDatabase::create(&Backend::Sqlite).await;
+    let admin_password = "admin password for the path test";
+    let mut server = Server::start(
+        &database.url,
+        &[
+            ("RUST_LOG", "info"),
+            ("MULTITOKEN_ADMIN_PASSWORD", admin_password),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/token/"))
+        .json(&json!({ "username": "admin", "password": admin_password }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = login["id_token"].as_str().expect("logged in").to_owned();
+    for path in [
+        format!("/api/tokens/{key}/"),
+        format!("/{key}"),
+        format!("/tokens/{key}/delete"),
+    ] {
+        let answer = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(
+            !answer.status().is_server_error(),
+            "{path}: {}",
+            answer.status()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = server.stop();
+    assert!(
+        log.contains("\"GET /api/tokens/mt_***/\""),
+        "the request was logged, its key cut out: {log}"
+    );
+    assert!(
+        !log.contains(&key) && !log.contains(&key[3..33]),
+        "a key in a URL path reached the log: {log}"
+    );
 }

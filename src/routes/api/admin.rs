@@ -65,7 +65,7 @@ pub struct NewUserRequest {
     pub username: String,
     /// At least 8 characters.
     pub password: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::checkbox::deserialize")]
     pub is_admin: bool,
 }
 

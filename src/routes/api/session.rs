@@ -13,9 +13,8 @@ use crate::{
     routes::body::JsonOrForm,
     routes::extract::{ApiUser, ClientAddress},
     services::{
-        audit::Actor,
+        login::{self, Credentials, LoggedIn},
         tokens::{self, Everywhere, IssuedToken, NewToken, Removal, TokenName},
-        users,
     },
     state::AppState,
 };
@@ -78,7 +77,7 @@ pub struct PresentedToken {
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LogoutAllRequest {
     /// Also delete device tokens (default: only session tokens).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::checkbox::deserialize")]
     pub include_devices: bool,
 }
 
@@ -112,22 +111,16 @@ pub async fn create_session_token(
         .as_deref()
         .map(TokenName::parse)
         .transpose()?;
-    let caller = client.anonymous();
-    let user = users::authenticate(
-        &state.db,
-        &state.throttle,
-        &caller,
-        &request.username,
-        request.password,
-    )
-    .await?;
-    let actor = Actor::user(&user, client.0);
-    let issued = tokens::issue(
+    let LoggedIn { user, issued } = login::log_in(
         &state.db,
         &state.revocations,
         &state.policy,
-        &actor,
-        &user,
+        &state.throttle,
+        Credentials {
+            username: &request.username,
+            password: request.password,
+            address: client.0,
+        },
         NewToken::session(&state.policy, name),
     )
     .await?;
@@ -155,22 +148,16 @@ pub async fn create_non_expiring_token(
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
     let name = TokenName::parse(&request.token_name)?;
-    let caller = client.anonymous();
-    let user = users::authenticate(
-        &state.db,
-        &state.throttle,
-        &caller,
-        &request.username,
-        request.password,
-    )
-    .await?;
-    let actor = Actor::user(&user, client.0);
-    let issued = tokens::issue(
+    let LoggedIn { user, issued } = login::log_in(
         &state.db,
         &state.revocations,
         &state.policy,
-        &actor,
-        &user,
+        &state.throttle,
+        Credentials {
+            username: &request.username,
+            password: request.password,
+            address: client.0,
+        },
         NewToken::device(name, None),
     )
     .await?;

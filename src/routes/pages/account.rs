@@ -32,8 +32,9 @@ pub struct PasswordForm {
     current_password: String,
     new_password: String,
     confirm_password: String,
-    /// A checkbox: present ("on") when ticked.
-    sign_out_everywhere: Option<String>,
+    /// A checkbox: `on` when ticked (see `checkbox`).
+    #[serde(default, deserialize_with = "crate::routes::checkbox::deserialize")]
+    sign_out_everywhere: bool,
 }
 
 #[post("/account/password")]
@@ -52,15 +53,18 @@ pub async fn change_password(
         );
     }
     // This browser stays signed in either way.
-    let sign_out_others = form.sign_out_everywhere.map(|_| user.auth.token.id);
+    let sign_out_others = form.sign_out_everywhere.then_some(user.auth.token.id);
     let changed = users::change_password(
         &state.db,
         &state.revocations,
+        &state.throttle,
         &user.actor(),
         &user.auth.user,
-        form.current_password,
-        form.new_password,
-        sign_out_others,
+        users::PasswordChange {
+            current: form.current_password,
+            new: form.new_password,
+            sign_out_others,
+        },
     )
     .await;
     match changed {

@@ -3,13 +3,16 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 
 use crate::{
+    auth::redact::redact_keys,
     error::API_BODY_LIMIT,
     services::{Invalid, tokens::TokenError, users::UserError},
 };
 
 /// Errors of the web UI: an HTML page (or a redirect to the sign-in page), never JSON, never
 /// internals. Domain refusals (`Refused`) are normally turned into a flash message by the handler.
-#[derive(Debug, thiserror::Error)]
+/// `Debug` is written by hand, as for `ApiError`: `SignInRequired`'s `next` is a URL a key may
+/// have been pasted into.
+#[derive(thiserror::Error)]
 pub enum WebError {
     #[error("sign in first")]
     SignInRequired { next: Option<String> },
@@ -50,6 +53,23 @@ impl WebError {
     }
 }
 
+impl std::fmt::Debug for WebError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WebError::SignInRequired { .. } => "SignInRequired",
+            WebError::Forbidden(_) => "Forbidden",
+            WebError::CsrfRejected => "CsrfRejected",
+            WebError::NotFound => "NotFound",
+            WebError::BadRequest(_) => "BadRequest",
+            WebError::Refused(_) => "Refused",
+            WebError::PayloadTooLarge => "PayloadTooLarge",
+            WebError::Unavailable(_) => "Unavailable",
+            // The cause is logged once, redacted, by `error_response`.
+            WebError::Internal(_) => "Internal",
+        })
+    }
+}
+
 impl ResponseError for WebError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -65,7 +85,7 @@ impl ResponseError for WebError {
 
     fn error_response(&self) -> HttpResponse {
         if let WebError::Internal(cause) = self {
-            log::error!("internal error: {cause}");
+            log::error!("internal error: {}", redact_keys(cause));
         }
         if let WebError::SignInRequired { next } = self {
             return super::see_other(&super::sign_in_url(next.as_deref()));

@@ -147,8 +147,13 @@ struct CsrfField {
 /// browser sends one, is this site. Anything else is a 403 page and changes nothing.
 pub struct CsrfForm<T>(pub T);
 
-/// `Origin` must name the host the request was sent to. Browsers send it on every form POST; a
-/// request without one (an old browser, a script) still needs the token.
+/// `Origin` must name the scheme and host the request was sent to. Browsers send it on every
+/// form POST; a request without one (an old browser, a script) still needs the token.
+///
+/// The host and scheme are the request's own (`Host`, and whether this server speaks TLS),
+/// unless the TCP peer is a trusted proxy (`MULTITOKEN_TRUSTED_PROXIES`): only then do its
+/// `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` say what the browser used, since
+/// anyone else can send them.
 fn origin_is_ours(req: &HttpRequest) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return true;
@@ -156,11 +161,54 @@ fn origin_is_ours(req: &HttpRequest) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    let host = req.connection_info().host().to_owned();
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    origin_host == Some(host.as_str())
+    let (scheme, host) = if peer_is_trusted_proxy(req) {
+        let info = req.connection_info();
+        (info.scheme().to_owned(), info.host().to_owned())
+    } else {
+        let scheme = if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| req.app_config().host().to_owned());
+        (scheme.to_owned(), host)
+    };
+    same_origin(origin, &scheme, &host)
+}
+
+fn peer_is_trusted_proxy(req: &HttpRequest) -> bool {
+    let Some(peer) = req.peer_addr() else {
+        return false;
+    };
+    let peer = peer.ip().to_canonical();
+    req.app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.trusted_proxies.iter().any(|net| net.contains(&peer)))
+}
+
+/// `origin` (`scheme://host[:port]`) names `scheme` and `host`; ASCII case and a default port
+/// written out do not matter.
+fn same_origin(origin: &str, scheme: &str, host: &str) -> bool {
+    let without_default_port = |host: &str, scheme: &str| {
+        let default = if scheme.eq_ignore_ascii_case("https") {
+            ":443"
+        } else {
+            ":80"
+        };
+        host.strip_suffix(default)
+            .unwrap_or(host)
+            .to_ascii_lowercase()
+    };
+    let Some((origin_scheme, origin_host)) = origin.split_once("://") else {
+        return false;
+    };
+    origin_scheme.eq_ignore_ascii_case(scheme)
+        && without_default_port(origin_host, scheme) == without_default_port(host, scheme)
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
@@ -191,5 +239,34 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
                 .map_err(|e| WebError::BadRequest(format!("The form could not be read: {e}")))?;
             Ok(CsrfForm(form))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn an_origin_matches_only_with_its_scheme_and_host() {
+        assert!(same_origin("http://example.com", "http", "example.com"));
+        assert!(same_origin(
+            "HTTPS://Example.com",
+            "https",
+            "example.com:443"
+        ));
+        assert!(same_origin(
+            "http://127.0.0.1:8080",
+            "http",
+            "127.0.0.1:8080"
+        ));
+        assert!(!same_origin("https://example.com", "http", "example.com"));
+        assert!(!same_origin("http://example.com", "https", "example.com"));
+        assert!(!same_origin("http://evil.example", "http", "example.com"));
+        assert!(!same_origin(
+            "http://example.com:8080",
+            "http",
+            "example.com"
+        ));
+        assert!(!same_origin("null", "http", "example.com"));
     }
 }

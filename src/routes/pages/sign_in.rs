@@ -16,9 +16,9 @@ use crate::{
     routes::pages::error::WebError,
     services::{
         audit::Actor,
+        login::{Credentials, LoggedIn, log_in},
         now,
         tokens::{self, NewToken, Removal},
-        users,
     },
     state::AppState,
 };
@@ -96,32 +96,23 @@ pub async fn login(
     let next = safe_next(form.next.as_deref()).to_owned();
     // Back to the form, keeping where to go afterwards unless that is the default.
     let retry = sign_in_url(Some(next.as_str()).filter(|next| *next != DEFAULT_NEXT));
-    let caller = client.anonymous();
-    let user = match users::authenticate(
-        &state.db,
-        &state.throttle,
-        &caller,
-        &form.username,
-        form.password,
-    )
-    .await
-    {
-        Ok(user) => user,
-        Err(refusal) => return back_with(&session, &retry, refusal),
-    };
-    let actor = Actor::user(&user, client.0.clone());
     let new = NewToken::browser_session(&state.policy);
-    let issued = match tokens::issue(
+    let credentials = Credentials {
+        username: &form.username,
+        password: form.password,
+        address: client.0.clone(),
+    };
+    let logged_in = log_in(
         &state.db,
         &state.revocations,
         &state.policy,
-        &actor,
-        &user,
+        &state.throttle,
+        credentials,
         new,
     )
-    .await
-    {
-        Ok(issued) => issued,
+    .await;
+    let LoggedIn { user, issued } = match logged_in {
+        Ok(logged_in) => logged_in,
         Err(refusal) => return back_with(&session, &retry, refusal),
     };
     end_previous_sign_in(&state, &session, &client).await?;

@@ -18,7 +18,7 @@ use crate::{
     services::{
         Policy,
         audit::{self, Action, Actor, Event, Target},
-        is_unique_violation, now,
+        is_unique_violation, names, now,
     },
     verify::{Revocation, Revocations, RevokingTransaction},
 };
@@ -56,7 +56,7 @@ pub async fn issue_in(
 ) -> Result<IssuedToken, TokenError> {
     let key = TokenKey::generate();
     let name = match &new.name {
-        Some(name) => name.0.clone(),
+        Some(name) => name.as_str().to_owned(),
         None => format!(
             "{} {}",
             new.generated_name_label,
@@ -106,6 +106,8 @@ pub async fn issue_in(
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user.id),
+        // The unique index on (user_id, name_skeleton) refuses a look-alike: `NameTaken`.
+        name_skeleton: Set(Some(names::skeleton(&name))),
         name: Set(name),
         kind: Set(new.kind),
         key_digest: Set(key.digest().to_hex()),

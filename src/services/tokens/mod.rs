@@ -21,7 +21,6 @@ use uuid::Uuid;
 use super::{
     Invalid, Policy,
     audit::{self, Action, Actor, Event, Target},
-    has_control_characters, is_deceptive_format,
 };
 use crate::{
     auth::key::TokenKey,
@@ -31,7 +30,8 @@ use crate::{
     },
 };
 
-pub const TOKEN_NAME_MAX_CHARS: usize = 64;
+pub use super::names::{TOKEN_NAME_MAX_CHARS, TokenName};
+
 /// A token may live at most this long when it expires at all (100 years), however it is asked for.
 pub const MAX_LIFETIME_DAYS: u32 = 36_500;
 /// How long an expired token stays, answering "Token has expired", before issuance clears it away.
@@ -49,38 +49,6 @@ pub enum TokenError {
     Invalid(#[from] Invalid),
     #[error("database error")]
     Db(#[from] DbErr),
-}
-
-/// A token name as its owner typed it: trimmed, 1–64 characters of any script, no control
-/// characters, otherwise stored literally.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenName(String);
-
-impl TokenName {
-    pub fn parse(text: &str) -> Result<TokenName, Invalid> {
-        let text = text.trim();
-        let length = text.chars().count();
-        if length == 0 || length > TOKEN_NAME_MAX_CHARS {
-            return Err(Invalid::new(
-                "name",
-                format!("must be 1 to {TOKEN_NAME_MAX_CHARS} characters"),
-            ));
-        }
-        if has_control_characters(text) {
-            return Err(Invalid::new("name", "must not contain control characters"));
-        }
-        if text.chars().any(is_deceptive_format) {
-            return Err(Invalid::new(
-                "name",
-                "must not contain invisible direction or spacing marks",
-            ));
-        }
-        Ok(TokenName(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 pub struct NewToken {
@@ -200,41 +168,5 @@ impl TokenFilter {
             query = query.filter(tokens::Column::Kind.eq(kind));
         }
         query
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_trimmed_and_kept_literally() {
-        assert_eq!(
-            TokenName::parse("  Küche 🌡️ sensor ").unwrap().as_str(),
-            "Küche 🌡️ sensor"
-        );
-        assert_eq!(
-            TokenName::parse(&"é".repeat(64))
-                .unwrap()
-                .as_str()
-                .chars()
-                .count(),
-            64
-        );
-    }
-
-    #[test]
-    fn names_refuse_empty_long_and_control_characters() {
-        for bad in [
-            "",
-            "   ",
-            &"x".repeat(65),
-            "a\u{0}b",
-            "line\nbreak",
-            "a\u{202E}b",
-            "\u{200B}",
-        ] {
-            assert!(TokenName::parse(bad).is_err(), "{bad:?} must be refused");
-        }
     }
 }

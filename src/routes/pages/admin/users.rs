@@ -83,8 +83,9 @@ async fn show_users(
 pub struct NewUserForm {
     username: String,
     password: String,
-    /// A checkbox: present when ticked.
-    is_admin: Option<String>,
+    /// A checkbox: `on` when ticked (see `checkbox`).
+    #[serde(default, deserialize_with = "crate::routes::checkbox::deserialize")]
+    is_admin: bool,
 }
 
 #[post("/admin/users")]
@@ -103,7 +104,7 @@ pub async fn create_user(
     let new = NewUser {
         username,
         password: form.password,
-        is_admin: form.is_admin.is_some(),
+        is_admin: form.is_admin,
     };
     let created = match users::create(
         &state.db,
