@@ -37,6 +37,8 @@ pub struct Application {
 /// `last_used_at` writer and the expired-token sweeper.
 struct Background {
     verifier: Arc<Verifier>,
+    /// Announces to `verifier`; the sweeper and every handler finish their changes through it.
+    revocations: Revocations,
     database_url: String,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -59,7 +61,7 @@ impl Background {
             tokio::spawn(tokens::sweep_every(
                 settings.expiry_sweep_interval,
                 db.clone(),
-                revocations,
+                revocations.clone(),
             )),
             tokio::spawn(throttle::prune_every(
                 settings.expiry_sweep_interval,
@@ -79,6 +81,7 @@ impl Background {
         }
         Background {
             verifier,
+            revocations,
             database_url: settings.database_url.clone(),
             tasks,
         }
@@ -162,7 +165,7 @@ impl Application {
             cookie_secure: settings.cookie_secure,
             session_idle: settings.session_idle,
             verifier: background.verifier.clone(),
-            revocations: Revocations::announcing_to(background.verifier.clone()),
+            revocations: background.revocations.clone(),
             throttle,
             trusted_proxies: settings.trusted_proxies.clone(),
         });

@@ -16,7 +16,6 @@ use actix_web::{
 use ipnet::IpNet;
 
 use crate::{
-    auth::key::TokenKey,
     error::{ApiError, INVALID_TOKEN},
     services::audit::Actor,
     state::AppState,
@@ -129,26 +128,19 @@ pub fn key_from_authorization(value: &str) -> Option<&str> {
 }
 
 /// The caller behind the request's `Authorization` header, through the verifier. The one way
-/// the API (extractors and forward-auth alike) checks a presented key: parsed here, once, and a
+/// the API (extractors and forward-auth alike) checks a presented key: parsed once, and a
 /// malformed or mistyped key is refused before any lookup.
 pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("AppState missing from the app"))?;
-    let key = presented_key(req).ok_or(ApiError::Unauthorized(INVALID_TOKEN))?;
-    Ok(state.verifier.verify(&key).await?)
-}
-
-/// The well-formed key in the request's `Authorization` header, if there is one.
-fn presented_key(req: &HttpRequest) -> Option<TokenKey> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(key_from_authorization)?;
-    TokenKey::parse(presented)
-        .map_err(|reason| log::debug!("token refused before lookup: {reason:?}"))
-        .ok()
+        .and_then(key_from_authorization)
+        .ok_or(ApiError::Unauthorized(INVALID_TOKEN))?;
+    Ok(state.verifier.verify_text(presented).await?)
 }
 
 impl FromRequest for ApiUser {
@@ -168,15 +160,16 @@ impl FromRequest for AdminUser {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
+    /// An `ApiUser`, then the admin check.
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = ApiUser::from_request(req, payload);
         Box::pin(async move {
-            let caller = authenticate(&req).await?;
+            let ApiUser(caller, address) = caller.await?;
             if !caller.user.is_admin {
                 log::debug!("admin route refused to user {}", caller.user.id);
                 return Err(ApiError::Forbidden("admin rights required".into()));
             }
-            Ok(AdminUser(caller, ClientAddress::of(&req)))
+            Ok(AdminUser(caller, address))
         })
     }
 }

@@ -1,5 +1,5 @@
-//! Token verification, the hot path, in one place. A request's key is parsed once (into a
-//! `TokenKey`, by the extractor in `routes::extract`) and handed to [`Verifier::verify`]:
+//! Token verification, the hot path, in one place. A request's key (taken from its header by
+//! `routes::extract`) is parsed once into a `TokenKey` by [`Verifier::verify_text`]:
 //! digest → cache → on a miss, one lookup by digest (`lookup`, `sqlite`) → `checks::accept` →
 //! cached → use noted in memory (`last_used`, written back in batches). Nothing on this path
 //! writes to the database.

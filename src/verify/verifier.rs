@@ -123,8 +123,8 @@ impl Verifier {
         &self.last_used
     }
 
-    /// Checks a key given as text (an introspection request, a session cookie): parsed once, and
-    /// refused before any lookup when malformed or mistyped.
+    /// Checks a key given as text (an `Authorization` header, an introspection request, a session
+    /// cookie): parsed once, and refused before any lookup when malformed or mistyped.
     pub async fn verify_text(&self, presented: &str) -> Result<Authenticated, AuthError> {
         let key = TokenKey::parse(presented).map_err(|reason| {
             log::debug!("token refused before lookup: {reason:?}");
