@@ -9,7 +9,7 @@ use crate::{
     db::connect_and_migrate,
     services::{
         audit::Actor,
-        tokens::{self, NewToken, TokenName},
+        tokens::{self, Lifetime, NewToken, TokenName},
         users::{self, NewUser, Username},
     },
     startup::Application,
@@ -66,8 +66,7 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
                     }
                     other => other,
                 })?;
-            let lifetime = expires_in
-                .map(|d| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX));
+            let lifetime = expires_in.map_or(Lifetime::Forever, Lifetime::from_duration);
             let issued = tokens::issue(
                 &db,
                 &Revocations::none(),

@@ -5,8 +5,7 @@ use std::{net::TcpListener, sync::Arc};
 use actix_web::{
     App, HttpServer,
     dev::Server,
-    http::header,
-    middleware::{DefaultHeaders, Logger, NormalizePath, TrailingSlash, from_fn},
+    middleware::{Condition, Logger},
     web,
 };
 use sea_orm::{DatabaseConnection, DbErr};
@@ -211,6 +210,9 @@ impl Application {
     }
 }
 
+/// Where the access log writes (`RUST_LOG=actix_web::middleware::logger=info` and wider).
+const ACCESS_LOG: &str = "actix_web::middleware::logger";
+
 fn run(
     listener: TcpListener,
     state: web::Data<AppState>,
@@ -230,20 +232,21 @@ fn run(
             .service(routes::openapi_document(api))
             .configure(|cfg| routes::pages::configure(cfg, &state))
             .default_service(web::to(routes::not_found))
-            .wrap(from_fn(routes::security_headers))
-            .wrap(NormalizePath::new(TrailingSlash::Trim))
-            // Answers carry keys and account data: no cache may keep them. (Added only where a
-            // handler set no Cache-Control of its own, so the stylesheet stays cacheable.)
-            .wrap(DefaultHeaders::new().add((header::CACHE_CONTROL, "no-store")))
-            // The path only: a query string could carry a secret someone put there by mistake,
-            // and a key pasted into the path itself is cut out.
-            .wrap(
+            .wrap(routes::middleware::Essentials {
+                https_only: state.cookie_secure,
+            })
+            // The access log, when its level is on. The path only: a query string could carry a
+            // secret someone put there by mistake, and a key pasted into the path itself is cut
+            // out. Off, it is left out of the stack: it would still render every request.
+            .wrap(Condition::new(
+                log::log_enabled!(target: ACCESS_LOG, log::Level::Info),
                 Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms"#)
+                    .log_target(ACCESS_LOG)
                     .custom_request_replace("method", |req| req.method().to_string())
                     .custom_request_replace("path", |req| {
                         crate::auth::redact::redact_keys(req.path()).into_owned()
                     }),
-            )
+            ))
     })
     .shutdown_timeout(30);
     if let Some(workers) = workers {

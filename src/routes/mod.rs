@@ -6,23 +6,17 @@ pub mod checkbox;
 pub mod extract;
 pub mod forward_auth;
 pub mod health;
+pub mod middleware;
 pub mod pages;
 
-use actix_web::{
-    HttpRequest, HttpResponse, ResponseError,
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
-    http::header::{self, HeaderValue},
-    middleware::Next,
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use utoipa::{
     Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::{error::ApiError, routes::pages::error::WebError, state::AppState};
+use crate::{error::ApiError, routes::pages::error::WebError};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,7 +43,7 @@ impl Modify for TokenSecurity {
     }
 }
 
-/// Paths are registered without a trailing slash; `NormalizePath` in startup makes `/api/me/` and
+/// Paths are registered without a trailing slash; `middleware::Essentials` makes `/api/me/` and
 /// `/api/me` the same route.
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(health::healthz)
@@ -119,49 +113,6 @@ pub fn is_api_path(path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
     under("/api") || under("/auth") || path == "/healthz" || path == "/readyz"
-}
-
-/// Every HTML answer, wherever it comes from (a page, an error page, a 404), may not be framed
-/// (clickjacking), runs no inline script, sends forms only here, and is never sniffed as
-/// something else. With secure cookies the site is HTTPS-only, so browsers are told to stay on it.
-pub async fn security_headers(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let https_only = req
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|state| state.cookie_secure);
-    let mut response = next.call(req).await?;
-    let headers = response.headers_mut();
-    let is_html = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/html"));
-    if is_html {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
-                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-            ),
-        );
-        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        headers.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("same-origin"),
-        );
-    }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if https_only {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
-    }
-    Ok(response)
 }
 
 /// Anything unrouted: 405 with `Allow` when the path exists under other methods, else 404 (an

@@ -146,7 +146,10 @@ pub async fn create(
     )
     .await?;
     let signup_token = if policy.token_on_signup {
-        let request = tokens::NewToken::device(tokens::TokenName::parse(SIGNUP_TOKEN_NAME)?, None);
+        let request = tokens::NewToken::device(
+            tokens::TokenName::parse(SIGNUP_TOKEN_NAME)?,
+            tokens::Lifetime::Forever,
+        );
         Some(tokens::issue_in(&txn, policy, actor, &user, request).await?)
     } else {
         None

@@ -171,7 +171,7 @@ mod tests {
             .unwrap()
             .user;
         let name = token_service::TokenName::parse("Küche 🌡️").unwrap();
-        let lifetime = Some(chrono::TimeDelta::days(3));
+        let lifetime = token_service::Lifetime::For(chrono::TimeDelta::days(3));
         let new_token = token_service::NewToken::device(name, lifetime);
         let issued = token_service::issue(&db, &none, &policy, &cli, &user, new_token)
             .await

@@ -158,7 +158,7 @@ pub async fn create_non_expiring_token(
             password: request.password,
             address: client.0,
         },
-        NewToken::device(name, None),
+        NewToken::device(name, tokens::Lifetime::Forever),
     )
     .await?;
     Ok(HttpResponse::Created().json(IssuedKeyResponse::new(&issued, &user)))

@@ -14,7 +14,7 @@ use crate::{
     routes::extract::ApiUser,
     services::{
         Invalid,
-        tokens::{self, MAX_LIFETIME_DAYS, NewToken, TokenName},
+        tokens::{self, Lifetime, NewToken, TokenName},
     },
     state::AppState,
 };
@@ -32,14 +32,8 @@ impl NewTokenRequest {
     fn validate(self) -> Result<NewToken, Invalid> {
         let name = TokenName::parse(&self.name)?;
         let lifetime = match self.expires_in_days {
-            None => None,
-            Some(days @ 1..=MAX_LIFETIME_DAYS) => Some(chrono::TimeDelta::days(i64::from(days))),
-            Some(_) => {
-                return Err(Invalid::new(
-                    "expires_in_days",
-                    format!("must be 1 to {MAX_LIFETIME_DAYS}"),
-                ));
-            }
+            None => Lifetime::Forever,
+            Some(days) => Lifetime::in_days(days, "expires_in_days")?,
         };
         Ok(NewToken::device(name, lifetime))
     }

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ use crate::{
     routes::pages::error::WebError,
     services::{
         Invalid, now,
-        tokens::{self, MAX_LIFETIME_DAYS, NewToken, Removal, TokenName},
+        tokens::{self, Lifetime, NewToken, Removal, TokenName},
     },
     state::AppState,
     verify::checks,
@@ -123,38 +123,22 @@ impl NewTokenForm {
     fn validate(self, at: DateTime<Utc>) -> Result<NewToken, Invalid> {
         let name = TokenName::parse(&self.name)?;
         let lifetime = match self.expires.as_str() {
-            "" | "never" => None,
-            "date" => Some(until_end_of(&self.expires_on, at)?),
-            days => {
-                let days: u32 = days
-                    .parse()
-                    .ok()
-                    .filter(|d| EXPIRY_CHOICES.contains(d))
-                    .ok_or_else(|| Invalid::new("expires", "is not one of the choices"))?;
-                Some(TimeDelta::days(i64::from(days)))
+            "" | "never" => Lifetime::Forever,
+            "date" => {
+                let date = NaiveDate::parse_from_str(self.expires_on.trim(), "%Y-%m-%d").map_err(
+                    |_| Invalid::new("expiry_date", "must be a date such as 2027-03-31"),
+                )?;
+                Lifetime::until_end_of(date, at)?
             }
+            days => days
+                .parse()
+                .ok()
+                .filter(|d| EXPIRY_CHOICES.contains(d))
+                .ok_or_else(|| Invalid::new("expires", "is not one of the choices"))
+                .and_then(|days| Lifetime::in_days(days, "expires"))?,
         };
         Ok(NewToken::device(name, lifetime))
     }
-}
-
-/// The time from `at` to the end of `date` (UTC): a token "until 2027-03-31" works all that day.
-fn until_end_of(date: &str, at: DateTime<Utc>) -> Result<TimeDelta, Invalid> {
-    let date = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
-        .map_err(|_| Invalid::new("expiry_date", "must be a date such as 2027-03-31"))?;
-    let today = at.date_naive();
-    if date < today || (date - today).num_days() > i64::from(MAX_LIFETIME_DAYS) {
-        return Err(Invalid::new(
-            "expiry_date",
-            "must be today or later, and within a hundred years",
-        ));
-    }
-    let end = date
-        .succ_opt()
-        .and_then(|next| next.and_hms_opt(0, 0, 0))
-        .map(|midnight| midnight.and_utc())
-        .ok_or_else(|| Invalid::new("expiry_date", "is out of range"))?;
-    Ok(end - at)
 }
 
 /// Creates a named device token and shows its key once, in this answer (200, `no-store`): the key
@@ -288,6 +272,7 @@ pub fn signed_out_by_own_hand(user: &SignedIn, message: &str) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeDelta;
 
     fn form(expires: &str, expires_on: &str) -> NewTokenForm {
         NewTokenForm {
@@ -302,14 +287,17 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-11-29T18:00:00Z")
             .unwrap()
             .to_utc();
-        assert_eq!(form("never", "").validate(at).unwrap().lifetime, None);
+        assert_eq!(
+            form("never", "").validate(at).unwrap().lifetime,
+            Lifetime::Forever
+        );
         assert_eq!(
             form("30", "").validate(at).unwrap().lifetime,
-            Some(TimeDelta::days(30))
+            Lifetime::For(TimeDelta::days(30))
         );
         assert_eq!(
             form("date", "2026-11-30").validate(at).unwrap().lifetime,
-            Some(TimeDelta::hours(30)),
+            Lifetime::For(TimeDelta::hours(30)),
             "until the end of that day, UTC"
         );
     }

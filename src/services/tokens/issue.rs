@@ -113,10 +113,7 @@ pub async fn issue_in(
         key_digest: Set(key.digest().to_hex()),
         key_prefix: Set(key.display_prefix()),
         created_at: Set(at),
-        // A lifetime too long to represent is as good as none.
-        expires_at: Set(new
-            .lifetime
-            .and_then(|lifetime| at.checked_add_signed(lifetime))),
+        expires_at: Set(new.lifetime.expires_at(at)),
         last_used_at: Set(None),
     }
     .insert(txn)

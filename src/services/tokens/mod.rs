@@ -4,11 +4,13 @@
 
 mod expiry;
 mod issue;
+mod lifetime;
 mod query;
 mod remove;
 
 pub use expiry::{prune, sweep_every, sweep_expired};
 pub use issue::{issue, issue_in};
+pub use lifetime::{Lifetime, MAX_LIFETIME_DAYS};
 pub use query::{count_all, count_by_owner, find_own, find_with_owner, list_all, list_for};
 pub use remove::{
     delete_all_own, delete_all_own_in, delete_own, end_session, revoke, revoke_all_for,
@@ -32,8 +34,6 @@ use crate::{
 
 pub use super::names::{TOKEN_NAME_MAX_CHARS, TokenName};
 
-/// A token may live at most this long when it expires at all (100 years), however it is asked for.
-pub const MAX_LIFETIME_DAYS: u32 = 36_500;
 /// How long an expired token stays, answering "Token has expired", before issuance clears it away.
 pub(super) const EXPIRED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
@@ -57,8 +57,7 @@ pub struct NewToken {
     /// The first word of a generated name: "session" for API logins, "browser" for web sign-ins.
     pub generated_name_label: &'static str,
     pub kind: TokenKind,
-    /// `None`: never expires.
-    pub lifetime: Option<chrono::TimeDelta>,
+    pub lifetime: Lifetime,
     /// A web sign-in may go one over the limit when device tokens alone fill it, so that the
     /// owner can still sign in and delete one.
     pub may_exceed_device_limit: bool,
@@ -67,12 +66,11 @@ pub struct NewToken {
 impl NewToken {
     /// A login's session token: named by the caller or after its key, expiring after the session TTL.
     pub fn session(policy: &Policy, name: Option<TokenName>) -> NewToken {
-        let ttl = chrono::TimeDelta::from_std(policy.session_ttl).unwrap_or(chrono::TimeDelta::MAX);
         NewToken {
             name,
             generated_name_label: "session",
             kind: TokenKind::Session,
-            lifetime: Some(ttl),
+            lifetime: Lifetime::from_duration(policy.session_ttl),
             may_exceed_device_limit: false,
         }
     }
@@ -86,7 +84,7 @@ impl NewToken {
         }
     }
 
-    pub fn device(name: TokenName, lifetime: Option<chrono::TimeDelta>) -> NewToken {
+    pub fn device(name: TokenName, lifetime: Lifetime) -> NewToken {
         NewToken {
             name: Some(name),
             generated_name_label: "device",

@@ -1,0 +1,178 @@
+//! The one middleware every request passes: paths normalized, and the headers every answer
+//! carries. Hand-written rather than three stock middlewares (`NormalizePath`, `DefaultHeaders`,
+//! `from_fn`): those ran a regex, boxed a future and rebuilt the URI on every request, which
+//! cost `/api/me/` more than verifying its key (see BENCHMARKS.md, "The hot path").
+
+use std::{
+    future::{Future, Ready, ready},
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use actix_web::{
+    Error,
+    dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+    http::{
+        Uri,
+        header::{self, HeaderMap, HeaderValue},
+        uri::PathAndQuery,
+    },
+};
+
+/// Paths are matched without a trailing slash and with single slashes (`/api/me/` and
+/// `//api//me` are `/api/me`); every answer gets `nosniff` and, unless its handler chose one,
+/// `Cache-Control: no-store` (answers carry keys and account data); HTML answers get the page
+/// headers; with secure cookies, HSTS.
+#[derive(Clone, Copy)]
+pub struct Essentials {
+    /// The site is HTTPS-only (secure cookies): browsers are told to stay on it.
+    pub https_only: bool,
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Essentials
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = EssentialsMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(EssentialsMiddleware {
+            service,
+            https_only: self.https_only,
+        }))
+    }
+}
+
+pub struct EssentialsMiddleware<S> {
+    service: S,
+    https_only: bool,
+}
+
+impl<S, B> Service<ServiceRequest> for EssentialsMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = WithHeaders<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        if let Some(uri) = normalized(req.uri()) {
+            req.match_info_mut().get_mut().update(&uri);
+            req.head_mut().uri = uri;
+        }
+        WithHeaders {
+            inner: self.service.call(req),
+            https_only: self.https_only,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's answer, with the headers added once it is ready.
+    pub struct WithHeaders<F> {
+        #[pin]
+        inner: F,
+        https_only: bool,
+    }
+}
+
+impl<F, B> Future for WithHeaders<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        add_headers(response.headers_mut(), *this.https_only);
+        Poll::Ready(Ok(response))
+    }
+}
+
+fn add_headers(headers: &mut HeaderMap, https_only: bool) {
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let is_html = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/html"));
+    if is_html {
+        // Never framed (clickjacking), no inline script, forms sent only here.
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+            ),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        );
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if https_only {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+}
+
+/// The URI with repeated slashes merged and trailing ones trimmed (the root stays `/`), or
+/// `None` when it is already so, which is decided without allocating.
+fn normalized(uri: &Uri) -> Option<Uri> {
+    let path = uri.path();
+    let trailing = path.len() > 1 && path.ends_with('/');
+    if path.is_empty() || (!trailing && !path.contains("//")) {
+        return None;
+    }
+    let mut clean = String::with_capacity(path.len() + uri.query().map_or(0, |q| q.len() + 1));
+    for segment in path.split('/').filter(|segment| !segment.is_empty()) {
+        clean.push('/');
+        clean.push_str(segment);
+    }
+    if clean.is_empty() {
+        clean.push('/');
+    }
+    if let Some(query) = uri.query() {
+        clean.push('?');
+        clean.push_str(query);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::from_maybe_shared(clean).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normal(uri: &str) -> String {
+        let uri: Uri = uri.parse().unwrap();
+        normalized(&uri).map_or_else(|| format!("unchanged {uri}"), |uri| uri.to_string())
+    }
+
+    #[test]
+    fn paths_lose_trailing_and_repeated_slashes_and_keep_their_query() {
+        assert_eq!(normal("/api/me/"), "/api/me");
+        assert_eq!(normal("/api//me///"), "/api/me");
+        assert_eq!(normal("//"), "/");
+        assert_eq!(normal("/api/tokens/?page=2&x=//"), "/api/tokens?page=2&x=//");
+        assert_eq!(normal("/api/me"), "unchanged /api/me");
+        assert_eq!(normal("/"), "unchanged /");
+        assert_eq!(normal("/a?b=/"), "unchanged /a?b=/");
+    }
+}
