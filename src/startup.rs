@@ -15,7 +15,7 @@ use utoipa_actix_web::AppExt;
 use crate::{
     auth::password,
     config::Settings,
-    db::{self, connect, connect_and_migrate},
+    db::{connect, connect_and_migrate},
     routes,
     services::{
         throttle::{self, LoginThrottle, ThrottleError},
@@ -53,7 +53,7 @@ impl Background {
             capacity: settings.verify_cache,
             ttl: settings.verify_cache_ttl,
         };
-        let lookup = Lookup::new(db.clone(), db::sqlite_file(&settings.database_url));
+        let lookup = Lookup::new(db.clone(), &settings.database_url);
         let verifier = Arc::new(Verifier::new(&config, on_postgres, lookup));
         let revocations = Revocations::announcing_to(verifier.clone());
         let mut tasks = vec![

@@ -107,6 +107,13 @@ impl KeyDigest {
         hex::encode(self.0)
     }
 
+    /// The hex form written into `buffer`, for a query parameter that needs no allocation.
+    pub fn write_hex<'a>(&self, buffer: &'a mut [u8; 64]) -> &'a str {
+        // 64 bytes hold exactly 32 bytes' hex, so neither step can fail.
+        hex::encode_to_slice(self.0, buffer).expect("64 bytes hold a 32-byte digest");
+        std::str::from_utf8(buffer).expect("hex is ASCII")
+    }
+
     /// Constant-time equality with a stored hex digest, so a comparison never tells how much matched.
     pub fn matches_hex(&self, stored: &str) -> bool {
         let mut bytes = [0u8; 32];
@@ -137,6 +144,7 @@ mod tests {
         let parsed = TokenKey::parse(key.reveal()).expect("a fresh key must parse");
         assert_eq!(parsed.digest(), key.digest());
         assert!(key.digest().matches_hex(&key.digest().to_hex()));
+        assert_eq!(key.digest().write_hex(&mut [0; 64]), key.digest().to_hex());
     }
 
     #[test]

@@ -32,21 +32,22 @@ pub struct AdminUser(pub Authenticated, pub ClientAddress);
 impl ApiUser {
     /// The caller as the audit log names it.
     pub fn actor(&self) -> Actor {
-        Actor::user(&self.0.user, self.1.0.clone())
+        Actor::user(&self.0.user, self.1.text())
     }
 }
 
 impl AdminUser {
     pub fn actor(&self) -> Actor {
-        Actor::user(&self.0.user, self.1.0.clone())
+        Actor::user(&self.0.user, self.1.text())
     }
 }
 
 /// The client's IP address, for the audit log and login throttling: the TCP peer, or, when the
 /// peer is a trusted proxy (`MULTITOKEN_TRUSTED_PROXIES`), the address its `X-Forwarded-For`
-/// names. Nobody else's forwarded headers are believed, since any client can send them.
-#[derive(Clone, Debug)]
-pub struct ClientAddress(pub Option<String>);
+/// names. Nobody else's forwarded headers are believed, since any client can send them. Kept as
+/// an address and written out only when something records it (most requests never do).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddress(Option<IpAddr>);
 
 impl ClientAddress {
     pub fn of(req: &HttpRequest) -> ClientAddress {
@@ -56,12 +57,17 @@ impl ClientAddress {
             .unwrap_or_default();
         let forwarded = req.headers().get_all(FORWARDED_FOR);
         let address = client_ip(req.peer_addr().map(|peer| peer.ip()), forwarded, trusted);
-        ClientAddress(address.map(|ip| ip.to_canonical().to_string()))
+        ClientAddress(address.map(|ip| ip.to_canonical()))
+    }
+
+    /// The address as the audit log and the throttle record it.
+    pub fn text(&self) -> Option<String> {
+        self.0.map(|ip| ip.to_string())
     }
 
     /// An unauthenticated caller (a login attempt) as the audit log names it.
     pub fn anonymous(&self) -> Actor {
-        Actor::anonymous(self.0.clone())
+        Actor::anonymous(self.text())
     }
 }
 

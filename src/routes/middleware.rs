@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(normal("/api/me/"), "/api/me");
         assert_eq!(normal("/api//me///"), "/api/me");
         assert_eq!(normal("//"), "/");
-        assert_eq!(normal("/api/tokens/?page=2&x=//"), "/api/tokens?page=2&x=//");
+        assert_eq!(
+            normal("/api/tokens/?page=2&x=//"),
+            "/api/tokens?page=2&x=//"
+        );
         assert_eq!(normal("/api/me"), "unchanged /api/me");
         assert_eq!(normal("/"), "unchanged /");
         assert_eq!(normal("/a?b=/"), "unchanged /a?b=/");

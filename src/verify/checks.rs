@@ -2,6 +2,8 @@
 //! the direct SQLite read) and whether or not the answer is then cached. Per-token policy checks
 //! (read-only, scopes, networks, uses) belong in [`accept`], after the owner's state.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::{
@@ -23,11 +25,12 @@ pub enum AuthError {
 }
 
 /// The owner and token behind a presented key that passed every check. `user.password_hash` is
-/// left empty: it is never needed past this point, and verifications are kept in memory.
+/// left empty: it is never needed past this point, and verifications are kept in memory. Shared,
+/// not copied: a cache hit hands out the cached rows without allocating.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    pub user: users::Model,
-    pub token: tokens::Model,
+    pub user: Arc<users::Model>,
+    pub token: Arc<tokens::Model>,
 }
 
 /// A token expires at its `expires_at`, not a moment later, cached or not.
@@ -67,5 +70,8 @@ pub fn accept(
         name_skeleton: None,
         ..token
     };
-    Ok(Authenticated { user, token })
+    Ok(Authenticated {
+        user: Arc::new(user),
+        token: Arc::new(token),
+    })
 }

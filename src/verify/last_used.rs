@@ -1,7 +1,14 @@
 //! `last_used_at` without a write per request: uses are noted in memory and written back in
 //! batches, at most one write per token per flush interval, and once more at shutdown.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -15,24 +22,62 @@ use crate::entities::tokens;
 /// Rows written per transaction: short enough not to hold SQLite's write lock for long.
 const BATCH: usize = 500;
 
-/// Uses seen since the last flush, newest time per token.
+/// Shards of the pending uses. Every request records a use, so one shared map would be one lock
+/// and one cache line that every core takes in turn; each thread records into its own shard.
+const SHARDS: usize = 16;
+
+type Pending = HashMap<Uuid, DateTime<Utc>>;
+
+/// One shard, on cache lines of its own (so that two shards never share one).
+#[repr(align(128))]
 #[derive(Default)]
+struct Shard(Mutex<Pending>);
+
+impl Shard {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+thread_local! {
+    /// This thread's shard, handed out in turn as threads first record.
+    static SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+    };
+}
+
+/// Uses seen since the last flush, newest time per token.
 pub struct LastUsed {
-    pending: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+    shards: [Shard; SHARDS],
+}
+
+impl Default for LastUsed {
+    fn default() -> Self {
+        LastUsed {
+            shards: std::array::from_fn(|_| Shard::default()),
+        }
+    }
+}
+
+fn note(pending: &mut Pending, token: Uuid, at: DateTime<Utc>) {
+    let last = pending.entry(token).or_insert(at);
+    if *last < at {
+        *last = at;
+    }
 }
 
 impl LastUsed {
     pub fn record(&self, token: Uuid, at: DateTime<Utc>) {
-        let mut pending = self.lock();
-        let last = pending.entry(token).or_insert(at);
-        if *last < at {
-            *last = at;
-        }
+        let shard = SHARD.with(|shard| *shard);
+        note(&mut self.shards[shard].lock(), token, at);
     }
 
     /// Shows uses not yet written in `listed`, so a listing is as fresh as this instance knows.
     pub fn overlay<'a>(&self, listed: impl IntoIterator<Item = &'a mut tokens::Model>) {
-        let pending = self.lock();
+        let pending = self.snapshot();
         if pending.is_empty() {
             return;
         }
@@ -45,10 +90,26 @@ impl LastUsed {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, DateTime<Utc>>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Every shard's uses in one map (newest per token), the shards left as they are.
+    fn snapshot(&self) -> Pending {
+        let mut all = Pending::new();
+        for shard in &self.shards {
+            for (&token, &at) in shard.lock().iter() {
+                note(&mut all, token, at);
+            }
+        }
+        all
+    }
+
+    /// Every shard's uses in one map, the shards emptied.
+    fn take_all(&self) -> Pending {
+        let mut all = Pending::new();
+        for shard in &self.shards {
+            for (token, at) in std::mem::take(&mut *shard.lock()) {
+                note(&mut all, token, at);
+            }
+        }
+        all
     }
 
     /// Writes every noted use; returns how many tokens were written. On failure the uses are
@@ -57,8 +118,7 @@ impl LastUsed {
     where
         C: ConnectionTrait + TransactionTrait,
     {
-        let taken: Vec<(Uuid, DateTime<Utc>)> =
-            std::mem::take(&mut *self.lock()).into_iter().collect();
+        let taken: Vec<(Uuid, DateTime<Utc>)> = self.take_all().into_iter().collect();
         let mut written = 0;
         for (index, batch) in taken.chunks(BATCH).enumerate() {
             if let Err(e) = write(db, batch).await {
@@ -110,5 +170,52 @@ where
             Ok(written) => log::debug!("last use written for {written} tokens"),
             Err(e) => log::warn!("could not write last use of tokens (kept for next time): {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(id: Uuid) -> tokens::Model {
+        tokens::Model {
+            id,
+            user_id: Uuid::now_v7(),
+            name: "sensor".into(),
+            name_skeleton: None,
+            kind: tokens::TokenKind::Device,
+            key_digest: String::new(),
+            key_prefix: String::new(),
+            created_at: Utc::now(),
+            expires_at: None,
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn uses_recorded_on_many_threads_show_the_newest_and_are_taken_once() {
+        let last_used = LastUsed::default();
+        let id = Uuid::now_v7();
+        let start = Utc::now();
+        // More threads than shards, each with its own time: the newest must win wherever it landed.
+        std::thread::scope(|scope| {
+            for i in 0..(SHARDS as i64 + 3) {
+                let last_used = &last_used;
+                scope.spawn(move || last_used.record(id, start + chrono::TimeDelta::seconds(i)));
+            }
+        });
+        let newest = start + chrono::TimeDelta::seconds(SHARDS as i64 + 2);
+        let mut listed = [token(id), token(Uuid::now_v7())];
+        last_used.overlay(&mut listed);
+        assert_eq!(
+            listed[0].last_used_at,
+            Some(newest),
+            "the newest use is shown"
+        );
+        assert_eq!(listed[1].last_used_at, None, "an unused token shows none");
+        let taken = last_used.take_all();
+        assert_eq!(taken.len(), 1, "one entry per token, across shards");
+        assert_eq!(taken[&id], newest);
+        assert!(last_used.take_all().is_empty(), "taken uses are gone");
     }
 }

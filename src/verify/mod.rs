@@ -1,6 +1,7 @@
 //! Token verification, the hot path, in one place. A request's key (taken from its header by
 //! `routes::extract`) is parsed once into a `TokenKey` by [`Verifier::verify_text`]:
-//! digest → cache → on a miss, one lookup by digest (`lookup`, `sqlite`) → `checks::accept` →
+//! digest → cache → on a miss, one lookup by digest (`lookup`; `sqlite` and `postgres` are its
+//! direct paths) → `checks::accept` →
 //! cached → use noted in memory (`last_used`, written back in batches). Nothing on this path
 //! writes to the database.
 //!
@@ -11,6 +12,7 @@
 pub mod checks;
 pub mod last_used;
 pub mod lookup;
+pub mod postgres;
 pub mod revocations;
 pub mod sqlite;
 pub mod verifier;

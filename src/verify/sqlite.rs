@@ -49,7 +49,7 @@ impl<E: std::fmt::Display> From<E> for Unanswered {
 pub fn find(
     path: &str,
     digest: &KeyDigest,
-) -> Result<Option<(tokens::Model, Option<users::Model>)>, Unanswered> {
+) -> Result<Option<(tokens::Model, users::Model)>, Unanswered> {
     let found = CONNECTIONS.with(|connections| -> Result<_, Unanswered> {
         let mut connections = connections.borrow_mut();
         if !connections.contains_key(path) {
@@ -57,13 +57,14 @@ pub fn find(
         }
         let connection = connections.get_mut(path).ok_or("connection just opened")?;
         let mut statement = connection.prepare_cached(LOOKUP)?;
+        let mut hex = [0u8; 64];
         let row = statement
-            .query_row([digest.to_hex()], |row| Ok(decode(row)))
+            .query_row([digest.write_hex(&mut hex)], |row| Ok(decode(row)))
             .optional()?;
         row.transpose()
     });
     match found {
-        Ok(found) => Ok(found.map(|(token, user)| (token, Some(user)))),
+        Ok(found) => Ok(found),
         Err(error) => {
             // A broken connection is not kept: the next request opens a fresh one.
             CONNECTIONS.with(|connections| connections.borrow_mut().remove(path));
@@ -182,7 +183,7 @@ mod tests {
         let (token, owner) = find(&path, &digest)
             .expect("the direct lookup answers")
             .expect("a stored key");
-        let direct = checks::accept(&digest, token, owner).unwrap();
+        let direct = checks::accept(&digest, token, Some(owner)).unwrap();
         let (token, owner) = lookup::pooled(&db, &digest).await.unwrap().unwrap();
         let pooled = checks::accept(&digest, token, owner).unwrap();
         assert!(
@@ -198,7 +199,7 @@ mod tests {
         user_service::set_active(&db, &none, &cli, user.clone(), false)
             .await
             .unwrap();
-        let lookup = Lookup::new(db.clone(), Some(path));
+        let lookup = Lookup::new(db.clone(), &url);
         assert!(
             matches!(
                 lookup.authenticate(&digest).await,

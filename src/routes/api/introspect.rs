@@ -51,9 +51,9 @@ impl From<Authenticated> for IntrospectionResponse {
     fn from(found: Authenticated) -> IntrospectionResponse {
         IntrospectionResponse {
             active: true,
-            username: Some(found.user.username),
+            username: Some(found.user.username.clone()),
             token_id: Some(found.token.id),
-            token_name: Some(found.token.name),
+            token_name: Some(found.token.name.clone()),
             token_kind: Some(found.token.kind),
             is_admin: Some(found.user.is_admin),
             exp: found.token.expires_at.map(|at| at.timestamp()),

@@ -59,16 +59,16 @@ impl IssuedKeyResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MeResponse {
-    pub user: String,
+pub struct MeResponse<'a> {
+    pub user: &'a str,
     pub is_admin: bool,
-    pub token: PresentedToken,
+    pub token: PresentedToken<'a>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct PresentedToken {
+pub struct PresentedToken<'a> {
     pub id: Uuid,
-    pub name: String,
+    pub name: &'a str,
     pub kind: TokenKind,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -119,7 +119,7 @@ pub async fn create_session_token(
         Credentials {
             username: &request.username,
             password: request.password,
-            address: client.0,
+            address: client.text(),
         },
         NewToken::session(&state.policy, name),
     )
@@ -156,7 +156,7 @@ pub async fn create_non_expiring_token(
         Credentials {
             username: &request.username,
             password: request.password,
-            address: client.0,
+            address: client.text(),
         },
         NewToken::device(name, tokens::Lifetime::Forever),
     )
@@ -174,11 +174,11 @@ pub async fn create_non_expiring_token(
 pub async fn me(caller: ApiUser) -> HttpResponse {
     let ApiUser(caller, _) = caller;
     HttpResponse::Ok().json(MeResponse {
-        user: caller.user.username,
+        user: &caller.user.username,
         is_admin: caller.user.is_admin,
         token: PresentedToken {
             id: caller.token.id,
-            name: caller.token.name,
+            name: &caller.token.name,
             kind: caller.token.kind,
             created_at: caller.token.created_at,
             expires_at: caller.token.expires_at,

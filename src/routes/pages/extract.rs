@@ -29,7 +29,7 @@ pub struct SignedIn {
 
 impl SignedIn {
     pub fn actor(&self) -> Actor {
-        Actor::user(&self.auth.user, self.address.0.clone())
+        Actor::user(&self.auth.user, self.address.text())
     }
 }
 
@@ -83,7 +83,7 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
         .is_none_or(|seen| at.saturating_sub(seen) > idle)
     {
         // Idle too long: end the session token too, so a copied cookie is worthless.
-        let actor = Actor::user(&auth.user, address.0.clone());
+        let actor = Actor::user(&auth.user, address.text());
         let why = Removal::IdleTimeout;
         tokens::end_session(
             &state.db,

@@ -100,7 +100,7 @@ pub async fn login(
     let credentials = Credentials {
         username: &form.username,
         password: form.password,
-        address: client.0.clone(),
+        address: client.text(),
     };
     let logged_in = log_in(
         &state.db,
@@ -137,7 +137,7 @@ async fn end_previous_sign_in(
     let Ok(previous) = state.verifier.verify_text(&previous).await else {
         return Ok(()); // Already revoked or expired.
     };
-    let actor = Actor::user(&previous.user, client.0.clone());
+    let actor = Actor::user(&previous.user, client.text());
     let why = Removal::LoggedOut;
     tokens::end_session(
         &state.db,
