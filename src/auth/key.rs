@@ -50,7 +50,7 @@ impl TokenKey {
         key.push_str(KEY_PREFIX);
         key.push_str(secret);
         let checksum = checksum_of(&key);
-        key.push_str(&checksum);
+        key.push_str(std::str::from_utf8(&checksum).expect("base 62 is ASCII"));
         TokenKey(key)
     }
 
@@ -70,7 +70,7 @@ impl TokenKey {
             return Err(KeyFormatError::NotBase62);
         }
         let (body, checksum) = text.split_at(KEY_LEN - CHECKSUM_LEN);
-        if !bool::from(checksum_of(body).as_bytes().ct_eq(checksum.as_bytes())) {
+        if !bool::from(checksum_of(body)[..].ct_eq(checksum.as_bytes())) {
             return Err(KeyFormatError::BadChecksum);
         }
         Ok(TokenKey(text.to_owned()))
@@ -128,9 +128,15 @@ impl fmt::Debug for KeyDigest {
 }
 
 /// Base62 CRC-32, left-padded to a fixed width so every key has the same length.
-fn checksum_of(body: &str) -> String {
-    let encoded = base62::encode(crc32fast::hash(body.as_bytes()));
-    format!("{encoded:0>CHECKSUM_LEN$}")
+/// The base-62 CRC-32 of `body`, zero-padded to `CHECKSUM_LEN` characters. Written on the stack:
+/// every presented key is checked with it.
+fn checksum_of(body: &str) -> [u8; CHECKSUM_LEN] {
+    let mut digits = [0u8; CHECKSUM_LEN];
+    let len = base62::encode_bytes(crc32fast::hash(body.as_bytes()), &mut digits)
+        .expect("a u32 has at most six base-62 digits");
+    let mut padded = [b'0'; CHECKSUM_LEN];
+    padded[CHECKSUM_LEN - len..].copy_from_slice(&digits[..len]);
+    padded
 }
 
 #[cfg(test)]
@@ -145,6 +151,15 @@ mod tests {
         assert_eq!(parsed.digest(), key.digest());
         assert!(key.digest().matches_hex(&key.digest().to_hex()));
         assert_eq!(key.digest().write_hex(&mut [0; 64]), key.digest().to_hex());
+    }
+
+    #[test]
+    fn the_checksum_is_the_crc_in_base_62_padded_with_zeros() {
+        // "" has CRC 0: all padding. The others need five or six digits.
+        for body in ["", "a", "mt_", "mt_0123456789abcdefghijABCDEFGHIJ"] {
+            let expected = format!("{:0>6}", base62::encode(crc32fast::hash(body.as_bytes())));
+            assert_eq!(checksum_of(body), expected.as_bytes(), "{body:?}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 pub mod admin;
 pub mod introspect;
 pub mod session;
+pub mod timestamp;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};

@@ -70,7 +70,9 @@ pub struct PresentedToken<'a> {
     pub id: Uuid,
     pub name: &'a str,
     pub kind: TokenKind,
+    #[serde(serialize_with = "super::timestamp::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "super::timestamp::option::serialize")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
