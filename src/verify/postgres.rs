@@ -108,30 +108,28 @@ impl Connections {
     }
 
     /// An idle connection, a new one while fewer than the limit are open, else the next one
-    /// given back.
+    /// given back. Cancellation-safe: a lookup dropped while connecting (its request failed on
+    /// another extractor, say) gives its place back through `Taken`'s drop.
     async fn take(self: &Rc<Self>) -> Result<Taken, Unanswered> {
         loop {
             if let Some(connection) = self.idle.borrow_mut().pop() {
-                return Ok(self.taken(connection));
+                return Ok(self.place(Some(connection)));
             }
             if self.open.get() < CONNECTIONS_PER_WORKER {
                 self.open.set(self.open.get() + 1);
-                return match PgConnection::connect_with(&self.options).await {
-                    Ok(connection) => Ok(self.taken(connection)),
-                    Err(error) => {
-                        self.closed();
-                        Err(error.into())
-                    }
-                };
+                let mut taken = self.place(None);
+                taken.connection = Some(PgConnection::connect_with(&self.options).await?);
+                return Ok(taken);
             }
             self.returned.notified().await;
         }
     }
 
-    fn taken(self: &Rc<Self>, connection: PgConnection) -> Taken {
+    fn place(self: &Rc<Self>, connection: Option<PgConnection>) -> Taken {
         Taken {
-            connection: Some(connection),
+            connection,
             home: self.clone(),
+            given_back: false,
         }
     }
 
@@ -141,23 +139,24 @@ impl Connections {
     }
 }
 
-/// A connection out of its worker's list: given back after a clean lookup, closed otherwise
-/// (dropped mid-query, its protocol state is unknown).
+/// One of a worker's places, taken: its connection is given back after a clean lookup; dropped
+/// any other way (an error, a request dropped mid-query or mid-connect) the connection, whose
+/// protocol state is unknown, is closed and the place freed.
 struct Taken {
     connection: Option<PgConnection>,
     home: Rc<Connections>,
+    given_back: bool,
 }
 
 impl Taken {
     fn get(&mut self) -> &mut PgConnection {
-        self.connection
-            .as_mut()
-            .expect("present until given back or dropped")
+        self.connection.as_mut().expect("connected before use")
     }
 
     fn give_back(mut self) {
         if let Some(connection) = self.connection.take() {
             self.home.idle.borrow_mut().push(connection);
+            self.given_back = true;
             self.home.returned.notify_one();
         }
     }
@@ -165,7 +164,7 @@ impl Taken {
 
 impl Drop for Taken {
     fn drop(&mut self) {
-        if self.connection.take().is_some() {
+        if !self.given_back {
             self.home.closed();
         }
     }

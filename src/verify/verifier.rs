@@ -246,13 +246,13 @@ mod tests {
 
     /// These tests never reach the database.
     fn unused_lookup() -> Lookup {
-        Lookup::new(sea_orm::DatabaseConnection::default(), None)
+        Lookup::new(sea_orm::DatabaseConnection::default(), "unused://")
     }
 
     fn authenticated(user: Uuid, token: Uuid) -> Authenticated {
         let at = Utc::now();
         Authenticated {
-            user: users::Model {
+            user: Arc::new(users::Model {
                 id: user,
                 username: "alice".into(),
                 username_key: "alice".into(),
@@ -261,8 +261,8 @@ mod tests {
                 is_admin: false,
                 is_active: true,
                 created_at: at,
-            },
-            token: crate::entities::tokens::Model {
+            }),
+            token: Arc::new(crate::entities::tokens::Model {
                 id: token,
                 user_id: user,
                 name: "t".into(),
@@ -273,7 +273,7 @@ mod tests {
                 created_at: at,
                 expires_at: None,
                 last_used_at: None,
-            },
+            }),
         }
     }
 

@@ -20,6 +20,7 @@ on_both_backends!(
     a_login_that_evicts_the_oldest_session_refuses_it_at_once,
     a_cached_token_expires_exactly_when_it_should,
     with_the_cache_disabled_every_request_asks_the_database,
+    lookups_cut_short_by_a_bad_request_leave_no_connection_behind,
 );
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
@@ -331,6 +332,29 @@ async fn with_the_cache_disabled_every_request_asks_the_database(backend: Backen
         StatusCode::UNAUTHORIZED,
         "without a cache, a row gone is a token gone"
     );
+}
+
+/// A request whose query string is refused is answered while its lookup may still be waiting
+/// for the database; the lookup is then dropped. On PostgreSQL each worker has only a few
+/// connections for lookups: a dropped lookup that kept its place (as one did while connecting)
+/// left every later verification waiting for ever once a handful had gone.
+async fn lookups_cut_short_by_a_bad_request_leave_no_connection_behind(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| settings.verify_cache = 0).await;
+    for attempt in 0..40 {
+        let response = app.get("/api/admin/tokens/?limit=ten", Some(&app.admin_key));
+        let response = tokio::time::timeout(Duration::from_secs(10), response)
+            .await
+            .unwrap_or_else(|_| panic!("attempt {attempt}: no answer within 10 s"));
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "attempt {attempt}: a bad limit is a 400"
+        );
+    }
+    let me = tokio::time::timeout(Duration::from_secs(10), app.me_status(&app.admin_key))
+        .await
+        .expect("a verification after forty cut-short lookups is answered within 10 s");
+    assert_eq!(me, StatusCode::OK, "and the key still works");
 }
 
 async fn every_revocation_refuses_a_cached_token_on_the_very_next_request(backend: Backend) {
