@@ -19,6 +19,7 @@ use std::{
     collections::HashMap,
     rc::Rc,
     str::FromStr,
+    time::Duration,
 };
 
 use sea_orm::{
@@ -47,6 +48,9 @@ pub const LOOKUP_SQL: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_dige
 /// Connections per HTTP worker, opened as needed: with the default two workers, eight in all.
 /// More only queue inside PostgreSQL on a small machine (see BENCHMARKS.md).
 const CONNECTIONS_PER_WORKER: u32 = 4;
+
+/// As the shared pool's: past this, the lookup goes to the pool (which reports the trouble).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 thread_local! {
     /// This thread's connections to each database it has looked up in, by URL.
@@ -118,7 +122,11 @@ impl Connections {
             if self.open.get() < CONNECTIONS_PER_WORKER {
                 self.open.set(self.open.get() + 1);
                 let mut taken = self.place(None);
-                taken.connection = Some(PgConnection::connect_with(&self.options).await?);
+                let connecting = PgConnection::connect_with(&self.options);
+                let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                    .await
+                    .map_err(|_| Unanswered("no connection within 10 s".into()))??;
+                taken.connection = Some(connection);
                 return Ok(taken);
             }
             self.returned.notified().await;

@@ -14,6 +14,7 @@ on_both_backends!(
     health_answers_and_readiness_reflects_the_database,
     the_openapi_document_describes_every_endpoint,
     answers_to_bad_input_are_statuses_the_document_lists,
+    paths_are_normalized_and_every_answer_carries_its_headers,
 );
 
 async fn a_body_over_64_kib_is_413_in_json(backend: Backend) {
@@ -322,4 +323,49 @@ async fn answers_to_bad_input_are_statuses_the_document_lists(backend: Backend) 
         documents(&doc, "post", "/api/token", StatusCode::FORBIDDEN),
         "a login refused when device tokens fill the limit is a documented 403"
     );
+}
+
+/// One hand-written middleware (`routes/middleware.rs`) does what three stock ones did: it must
+/// merge and trim slashes (keeping the query), and add `nosniff` everywhere and `no-store`
+/// wherever a handler chose no caching of its own.
+async fn paths_are_normalized_and_every_answer_carries_its_headers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for path in ["/api/me", "/api/me/", "//api//me", "/api/me///"] {
+        let response = app.get(path, Some(&app.admin_key)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path} is /api/me");
+        let headers = response.headers();
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert!(
+            !headers.contains_key("content-security-policy"),
+            "{path}: page headers are for HTML only"
+        );
+    }
+    let (status, body) = status_and_json(
+        app.get("/api/admin/tokens//?limit=ten", Some(&app.admin_key))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the query survives: {body}"
+    );
+    let (status, _) = status_and_json(
+        app.get("/api/admin/tokens//?limit=1", Some(&app.admin_key))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let stylesheet = app.get("/static/app.css", None).await;
+    assert_eq!(stylesheet.status(), StatusCode::OK);
+    assert_eq!(
+        stylesheet.headers()["cache-control"],
+        "public, max-age=3600",
+        "a handler's own Cache-Control is kept"
+    );
+    assert_eq!(stylesheet.headers()["x-content-type-options"], "nosniff");
+    let missing = app.get("/api/no/such/thing/", None).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["cache-control"], "no-store");
 }
