@@ -26,11 +26,51 @@ pub enum AuthError {
 
 /// The owner and token behind a presented key that passed every check. `user.password_hash` is
 /// left empty: it is never needed past this point, and verifications are kept in memory. Shared,
-/// not copied: a cache hit hands out the cached rows without allocating.
+/// not copied: a cache hit hands out the cached answer itself, one reference count touched (rows
+/// copied, or several counts shared by the HTTP workers, cost `/api/me/` measurably).
 #[derive(Debug, Clone)]
-pub struct Authenticated {
-    pub user: Arc<users::Model>,
-    pub token: Arc<tokens::Model>,
+pub struct Authenticated(Arc<Verified>);
+
+/// What an [`Authenticated`] reads as: `caller.user`, `caller.token`.
+#[derive(Debug)]
+pub struct Verified {
+    pub user: users::Model,
+    pub token: tokens::Model,
+    /// The verifier's generation read before the lookup that produced this answer.
+    pub(super) generation: u64,
+}
+
+impl std::ops::Deref for Authenticated {
+    type Target = Verified;
+
+    fn deref(&self) -> &Verified {
+        &self.0
+    }
+}
+
+impl Authenticated {
+    pub fn new(user: users::Model, token: tokens::Model) -> Authenticated {
+        Authenticated(Arc::new(Verified {
+            user,
+            token,
+            generation: 0,
+        }))
+    }
+
+    /// The same answer, marked with the generation its lookup started at (for the cache).
+    pub(super) fn stamped(mut self, generation: u64) -> Authenticated {
+        match Arc::get_mut(&mut self.0) {
+            Some(verified) => {
+                verified.generation = generation;
+                self
+            }
+            None => Authenticated(Arc::new(Verified {
+                user: self.user.clone(),
+                token: self.token.clone(),
+                generation,
+            })),
+        }
+    }
 }
 
 /// A token expires at its `expires_at`, not a moment later, cached or not.
@@ -70,8 +110,5 @@ pub fn accept(
         name_skeleton: None,
         ..token
     };
-    Ok(Authenticated {
-        user: Arc::new(user),
-        token: Arc::new(token),
-    })
+    Ok(Authenticated::new(user, token))
 }

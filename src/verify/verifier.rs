@@ -58,12 +58,6 @@ pub struct VerifierConfig {
     pub ttl: Duration,
 }
 
-struct Cached {
-    authenticated: Authenticated,
-    /// The generation read before the database lookup that produced this entry.
-    generation: u64,
-}
-
 #[derive(Hash, PartialEq, Eq)]
 enum Subject {
     Token(Uuid),
@@ -78,7 +72,7 @@ struct Mark {
 /// Verifies presented keys: through the cache, else through the lookup; notes each use for
 /// [`LastUsed`].
 pub struct Verifier {
-    cache: Option<Cache<[u8; 32], Arc<Cached>>>,
+    cache: Option<Cache<[u8; 32], Authenticated>>,
     ttl: Duration,
     generation: AtomicU64,
     /// The generation of the last full flush: older entries are stale.
@@ -147,25 +141,21 @@ impl Verifier {
         if let Some(entry) = cache.get(&cache_key).await {
             if self.is_current(&entry) {
                 let at = Utc::now();
-                let token = &entry.authenticated.token;
+                let token = &entry.token;
                 // Exact expiry on every hit: a cached token expires when an uncached one does.
                 if checks::is_expired_at(token, at) {
                     log::debug!("token {} refused: expired", token.id);
                     return Err(AuthError::Expired);
                 }
                 self.last_used.record(token.id, at);
-                return Ok(entry.authenticated.clone());
+                return Ok(entry);
             }
             cache.invalidate(&cache_key).await;
         }
         let generation = self.generation.load(SeqCst);
-        let authenticated = self.lookup.authenticate(&digest).await?;
+        let authenticated = self.lookup.authenticate(&digest).await?.stamped(generation);
         self.last_used.record(authenticated.token.id, Utc::now());
-        let entry = Arc::new(Cached {
-            authenticated: authenticated.clone(),
-            generation,
-        });
-        cache.insert(cache_key, entry).await;
+        cache.insert(cache_key, authenticated.clone()).await;
         // Invalidate-then-check: a revocation made while we were reading (or inserting) has
         // bumped the generation; drop what we inserted rather than trust it. One made after this
         // check carries a later generation than the entry, so `is_current` refuses the entry.
@@ -175,7 +165,7 @@ impl Verifier {
         Ok(authenticated)
     }
 
-    fn is_current(&self, entry: &Cached) -> bool {
+    fn is_current(&self, entry: &Authenticated) -> bool {
         if entry.generation < self.flushed.load(SeqCst) {
             return false;
         }
@@ -191,9 +181,8 @@ impl Verifier {
                 .get(subject)
                 .is_some_and(|mark| mark.generation > entry.generation)
         };
-        let authenticated = &entry.authenticated;
-        !revoked_since(&Subject::Token(authenticated.token.id))
-            && !revoked_since(&Subject::User(authenticated.user.id))
+        !revoked_since(&Subject::Token(entry.token.id))
+            && !revoked_since(&Subject::User(entry.user.id))
     }
 
     /// Forgets what `revocation` concerns, for every later request on this instance.
@@ -251,8 +240,8 @@ mod tests {
 
     fn authenticated(user: Uuid, token: Uuid) -> Authenticated {
         let at = Utc::now();
-        Authenticated {
-            user: Arc::new(users::Model {
+        Authenticated::new(
+            users::Model {
                 id: user,
                 username: "alice".into(),
                 username_key: "alice".into(),
@@ -261,8 +250,8 @@ mod tests {
                 is_admin: false,
                 is_active: true,
                 created_at: at,
-            }),
-            token: Arc::new(crate::entities::tokens::Model {
+            },
+            crate::entities::tokens::Model {
                 id: token,
                 user_id: user,
                 name: "t".into(),
@@ -273,16 +262,13 @@ mod tests {
                 created_at: at,
                 expires_at: None,
                 last_used_at: None,
-            }),
-        }
+            },
+        )
     }
 
     /// What a filler does: read the generation, (look up the database,) build the entry.
-    fn fill(verifier: &Verifier, user: Uuid, token: Uuid) -> Cached {
-        Cached {
-            authenticated: authenticated(user, token),
-            generation: verifier.generation.load(SeqCst),
-        }
+    fn fill(verifier: &Verifier, user: Uuid, token: Uuid) -> Authenticated {
+        authenticated(user, token).stamped(verifier.generation.load(SeqCst))
     }
 
     #[test]
