@@ -10,6 +10,7 @@
 //! and, through PostgreSQL `NOTIFY`, every other instance's (`revocations::listen`).
 
 pub mod checks;
+pub mod direct;
 pub mod last_used;
 pub mod lookup;
 pub mod postgres;

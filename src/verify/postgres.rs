@@ -31,6 +31,7 @@ use sea_orm::{
 };
 use tokio::sync::Notify;
 
+use super::direct::{LOOKUP_SQL, Unanswered};
 use crate::{
     auth::key::KeyDigest,
     entities::{
@@ -38,12 +39,6 @@ use crate::{
         users,
     },
 };
-
-/// The one statement of a cache miss (`benches/hotpath` gives it to pgbench as it stands here).
-pub const LOOKUP_SQL: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_digest, t.key_prefix, \
-     t.created_at, t.expires_at, t.last_used_at, u.username, u.username_key, u.is_admin, \
-     u.is_active, u.created_at \
-     FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.key_digest = $1";
 
 /// Connections per HTTP worker, opened as needed: with the default two workers, eight in all.
 /// More only queue inside PostgreSQL on a small machine (see BENCHMARKS.md).
@@ -56,16 +51,6 @@ thread_local! {
     /// This thread's connections to each database it has looked up in, by URL.
     static WORKER_CONNECTIONS: RefCell<HashMap<String, Rc<Connections>>> =
         RefCell::new(HashMap::new());
-}
-
-/// Why this path could not answer; the caller then asks through the shared pool.
-#[derive(Debug)]
-pub struct Unanswered(pub String);
-
-impl<E: std::fmt::Display> From<E> for Unanswered {
-    fn from(error: E) -> Unanswered {
-        Unanswered(error.to_string())
-    }
 }
 
 /// The token stored under `digest` with its owner, from the database at `url`.

@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, types::ValueRef};
 use sea_orm::ActiveEnum;
 use uuid::Uuid;
 
+use super::direct::{LOOKUP_SQL, Unanswered};
 use crate::{
     auth::key::KeyDigest,
     entities::{
@@ -26,23 +27,8 @@ use crate::{
     },
 };
 
-const LOOKUP: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_digest, t.key_prefix, \
-     t.created_at, t.expires_at, t.last_used_at, u.username, u.username_key, u.is_admin, \
-     u.is_active, u.created_at \
-     FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.key_digest = ?1";
-
 thread_local! {
     static CONNECTIONS: RefCell<HashMap<String, Connection>> = RefCell::new(HashMap::new());
-}
-
-/// Why the fast path could not answer; the caller then asks through sqlx.
-#[derive(Debug)]
-pub struct Unanswered(pub String);
-
-impl<E: std::fmt::Display> From<E> for Unanswered {
-    fn from(error: E) -> Unanswered {
-        Unanswered(error.to_string())
-    }
 }
 
 /// The token stored under `digest` with its owner, read from the database file at `path`.
@@ -56,7 +42,7 @@ pub fn find(
             connections.insert(path.to_owned(), open(path)?);
         }
         let connection = connections.get_mut(path).ok_or("connection just opened")?;
-        let mut statement = connection.prepare_cached(LOOKUP)?;
+        let mut statement = connection.prepare_cached(LOOKUP_SQL)?;
         let mut hex = [0u8; 64];
         let row = statement
             .query_row([digest.write_hex(&mut hex)], |row| Ok(decode(row)))
