@@ -24,7 +24,8 @@ const DISPLAY_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
 
 /// A plaintext key. It exists only between generation and the response that reveals it, and
 /// between the request header and the digest. Its Debug never prints it, so keys never reach logs.
-pub struct TokenKey(String);
+/// Held on the stack: every request parses one, and every key has the same length.
+pub struct TokenKey([u8; KEY_LEN]);
 
 /// SHA-256 of a key: the only form that touches the database. A digest of a high-entropy random
 /// secret needs no salt or stretching (argon2 is for passwords, which are guessable).
@@ -51,7 +52,11 @@ impl TokenKey {
         key.push_str(secret);
         let checksum = checksum_of(&key);
         key.push_str(std::str::from_utf8(&checksum).expect("base 62 is ASCII"));
-        TokenKey(key)
+        TokenKey(
+            key.as_bytes()
+                .try_into()
+                .expect("prefix, secret and checksum make KEY_LEN bytes"),
+        )
     }
 
     /// Checks the shape and checksum of a presented key. No I/O: a malformed key costs nothing.
@@ -73,21 +78,25 @@ impl TokenKey {
         if !bool::from(checksum_of(body)[..].ct_eq(checksum.as_bytes())) {
             return Err(KeyFormatError::BadChecksum);
         }
-        Ok(TokenKey(text.to_owned()))
+        Ok(TokenKey(
+            text.as_bytes()
+                .try_into()
+                .expect("the length was checked above"),
+        ))
     }
 
     pub fn digest(&self) -> KeyDigest {
-        KeyDigest(Sha256::digest(self.0.as_bytes()).into())
+        KeyDigest(Sha256::digest(self.0).into())
     }
 
     /// The first characters, safe to store and show ("mt_AbCd1234").
     pub fn display_prefix(&self) -> String {
-        self.0[..DISPLAY_PREFIX_LEN].to_owned()
+        self.reveal()[..DISPLAY_PREFIX_LEN].to_owned()
     }
 
     /// The full key, for the one response that hands it to its owner.
     pub fn reveal(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("a key is ASCII: built from base 62, or checked so")
     }
 }
 

@@ -7,6 +7,8 @@ use std::{
     pin::Pin,
 };
 
+use futures_util::future::{Either, LocalBoxFuture};
+
 use actix_web::{
     FromRequest, HttpRequest,
     dev::Payload,
@@ -16,10 +18,11 @@ use actix_web::{
 use ipnet::IpNet;
 
 use crate::{
+    auth::key::KeyDigest,
     error::{ApiError, INVALID_TOKEN},
     services::audit::Actor,
     state::AppState,
-    verify::Authenticated,
+    verify::{Authenticated, Verifier},
 };
 
 /// A caller authenticated by `Authorization: Token KEY` or `Authorization: Bearer KEY`, and the
@@ -133,10 +136,9 @@ pub fn key_from_authorization(value: &str) -> Option<&str> {
     (known && !key.is_empty()).then_some(key)
 }
 
-/// The caller behind the request's `Authorization` header, through the verifier. The one way
-/// the API (extractors and forward-auth alike) checks a presented key: parsed once, and a
-/// malformed or mistyped key is refused before any lookup.
-pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+/// The digest of the key in the request's `Authorization` header, and the state whose verifier
+/// checks it. A missing, malformed or mistyped key is refused here, before any lookup.
+fn presented(req: &HttpRequest) -> Result<(&web::Data<AppState>, KeyDigest), ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("AppState missing from the app"))?;
@@ -146,19 +148,44 @@ pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Authenticated, Api
         .and_then(|value| value.to_str().ok())
         .and_then(key_from_authorization)
         .ok_or(ApiError::Unauthorized(INVALID_TOKEN))?;
-    Ok(state.verifier.verify_text(presented).await?)
+    Ok((state, Verifier::digest_of(presented)?))
+}
+
+/// The caller behind the request's `Authorization` header, through the verifier. The one way
+/// the API (extractors and forward-auth alike) checks a presented key: parsed once, and a
+/// malformed or mistyped key is refused before any lookup.
+pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    let (state, digest) = presented(req)?;
+    let answer = match state.verifier.answer_now(&digest) {
+        Some(answer) => answer,
+        None => state.verifier.verify_digest(&digest).await,
+    };
+    Ok(answer?)
 }
 
 impl FromRequest for ApiUser {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    /// Ready at once when the worker's near cache answers (most requests: no future boxed).
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let caller = authenticate(&req).await?;
-            Ok(ApiUser(caller, ClientAddress::of(&req)))
-        })
+        let now = match presented(req) {
+            Ok((state, digest)) => match state.verifier.answer_now(&digest) {
+                Some(answer) => answer.map_err(ApiError::from),
+                None => {
+                    let (state, address) = (state.clone(), ClientAddress::of(req));
+                    return Either::Right(Box::pin(async move {
+                        let caller = state.verifier.verify_digest(&digest).await?;
+                        Ok(ApiUser(caller, address))
+                    }));
+                }
+            },
+            Err(refused) => Err(refused),
+        };
+        Either::Left(ready(
+            now.map(|caller| ApiUser(caller, ClientAddress::of(req))),
+        ))
     }
 }
 

@@ -2,7 +2,7 @@
 //! the direct SQLite read) and whether or not the answer is then cached. Per-token policy checks
 //! (read-only, scopes, networks, uses) belong in [`accept`], after the owner's state.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -38,6 +38,8 @@ pub struct Verified {
     pub token: tokens::Model,
     /// The verifier's generation read before the lookup that produced this answer.
     pub(super) generation: u64,
+    /// When that generation was read: the cache trusts the answer for one TTL from here.
+    pub(super) looked_up: Instant,
 }
 
 impl std::ops::Deref for Authenticated {
@@ -54,20 +56,24 @@ impl Authenticated {
             user,
             token,
             generation: 0,
+            looked_up: Instant::now(),
         }))
     }
 
-    /// The same answer, marked with the generation its lookup started at (for the cache).
-    pub(super) fn stamped(mut self, generation: u64) -> Authenticated {
+    /// The same answer, marked with the generation its lookup started at, read at `looked_up`
+    /// (for the cache).
+    pub(super) fn stamped(mut self, generation: u64, looked_up: Instant) -> Authenticated {
         match Arc::get_mut(&mut self.0) {
             Some(verified) => {
                 verified.generation = generation;
+                verified.looked_up = looked_up;
                 self
             }
             None => Authenticated(Arc::new(Verified {
                 user: self.user.clone(),
                 token: self.token.clone(),
                 generation,
+                looked_up,
             })),
         }
     }

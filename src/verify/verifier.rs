@@ -20,6 +20,7 @@
 //!   (or a full flush) carries a later generation than the entry.
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     sync::{
         Arc, Mutex,
@@ -30,6 +31,7 @@ use std::{
 
 use chrono::Utc;
 use moka::future::Cache;
+use thread_local::ThreadLocal;
 use uuid::Uuid;
 
 use super::{
@@ -37,7 +39,7 @@ use super::{
     last_used::LastUsed,
     lookup::Lookup,
 };
-use crate::auth::key::TokenKey;
+use crate::auth::key::{KeyDigest, TokenKey};
 
 /// What stopped being valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +71,43 @@ struct Mark {
     at: Instant,
 }
 
+/// Slots in each worker's near cache.
+const NEAR_SLOTS: usize = 256;
+
+/// One HTTP worker's copy of recent cache hits, in front of the shared cache: a hit here touches
+/// no memory another worker writes (a shared-cache read records itself in a channel both workers
+/// write, a measurable share of `/api/me/`). Direct-mapped by the digest's first byte (digests
+/// are uniformly random): no hashing, no eviction policy; a collision replaces the older entry.
+/// Entries are trusted exactly as shared ones are (`is_current`, one TTL from the lookup), so a
+/// revocation reaches them without being told: nothing outside the worker's thread can touch
+/// them, and nothing needs to.
+struct Near {
+    slots: Box<[NearSlot]>,
+}
+
+/// A digest and the answer for it.
+type NearSlot = Option<([u8; 32], Authenticated)>;
+
+impl Default for Near {
+    fn default() -> Self {
+        Near {
+            slots: vec![None; NEAR_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+impl Near {
+    fn slot(&mut self, digest: &KeyDigest) -> &mut NearSlot {
+        &mut self.slots[usize::from(digest.as_bytes()[0]) % NEAR_SLOTS]
+    }
+}
+
 /// Verifies presented keys: through the cache, else through the lookup; notes each use for
 /// [`LastUsed`].
 pub struct Verifier {
     cache: Option<Cache<[u8; 32], Authenticated>>,
+    /// Each worker thread's near cache (empty, and never read, when `cache` is off).
+    near: ThreadLocal<RefCell<Near>>,
     ttl: Duration,
     generation: AtomicU64,
     /// The generation of the last full flush: older entries are stale.
@@ -102,6 +137,7 @@ impl Verifier {
         });
         Verifier {
             cache,
+            near: ThreadLocal::new(),
             ttl: config.ttl,
             generation: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
@@ -117,43 +153,80 @@ impl Verifier {
         &self.last_used
     }
 
-    /// Checks a key given as text (an `Authorization` header, an introspection request, a session
-    /// cookie): parsed once, and refused before any lookup when malformed or mistyped.
+    /// The digest of a key given as text (an `Authorization` header, an introspection request,
+    /// a session cookie): parsed once, and refused before any lookup when malformed or mistyped.
+    pub fn digest_of(presented: &str) -> Result<KeyDigest, AuthError> {
+        match TokenKey::parse(presented) {
+            Ok(key) => Ok(key.digest()),
+            Err(reason) => {
+                log::debug!("token refused before lookup: {reason:?}");
+                Err(AuthError::Invalid)
+            }
+        }
+    }
+
+    /// Checks a key given as text: [`Self::digest_of`], then as [`Self::verify`] does.
     pub async fn verify_text(&self, presented: &str) -> Result<Authenticated, AuthError> {
-        let key = TokenKey::parse(presented).map_err(|reason| {
-            log::debug!("token refused before lookup: {reason:?}");
-            AuthError::Invalid
-        })?;
-        self.verify(&key).await
+        let digest = Self::digest_of(presented)?;
+        match self.answer_now(&digest) {
+            Some(answer) => answer,
+            None => self.verify_digest(&digest).await,
+        }
     }
 
     /// Checks a parsed key: from the cache when it holds a current entry, else through the
     /// lookup and [`checks::accept`], caching the success. The digest is computed once, here.
     pub async fn verify(&self, key: &TokenKey) -> Result<Authenticated, AuthError> {
         let digest = key.digest();
+        match self.answer_now(&digest) {
+            Some(answer) => answer,
+            None => self.verify_digest(&digest).await,
+        }
+    }
+
+    /// The answer without waiting, when this worker's own copy of recent hits holds a current
+    /// one (checked exactly as a shared-cache hit is); `None` means ask [`Self::verify_digest`].
+    pub fn answer_now(&self, digest: &KeyDigest) -> Option<Result<Authenticated, AuthError>> {
+        self.cache.as_ref()?;
+        if !self.trusted.load(SeqCst) {
+            return None;
+        }
+        let mut near = self.near.get_or_default().borrow_mut();
+        let slot = near.slot(digest);
+        let entry = match slot {
+            Some((held, entry)) if held == digest.as_bytes() => entry.clone(),
+            _ => return None,
+        };
+        if !self.is_current(&entry) || entry.looked_up.elapsed() >= self.ttl {
+            *slot = None;
+            return None;
+        }
+        drop(near);
+        Some(self.answer_from_cache(entry))
+    }
+
+    /// Through the shared cache, else the lookup: what [`Self::answer_now`] could not answer.
+    pub async fn verify_digest(&self, digest: &KeyDigest) -> Result<Authenticated, AuthError> {
         let cache = self.cache.as_ref().filter(|_| self.trusted.load(SeqCst));
         let Some(cache) = cache else {
-            let authenticated = self.lookup.authenticate(&digest).await?;
+            let authenticated = self.lookup.authenticate(digest).await?;
             self.last_used.record(authenticated.token.id, Utc::now());
             return Ok(authenticated);
         };
         let cache_key = *digest.as_bytes();
         if let Some(entry) = cache.get(&cache_key).await {
             if self.is_current(&entry) {
-                let at = Utc::now();
-                let token = &entry.token;
-                // Exact expiry on every hit: a cached token expires when an uncached one does.
-                if checks::is_expired_at(token, at) {
-                    log::debug!("token {} refused: expired", token.id);
-                    return Err(AuthError::Expired);
-                }
-                self.last_used.record(token.id, at);
-                return Ok(entry);
+                self.keep_near(digest, &entry);
+                return self.answer_from_cache(entry);
             }
             cache.invalidate(&cache_key).await;
         }
-        let generation = self.generation.load(SeqCst);
-        let authenticated = self.lookup.authenticate(&digest).await?.stamped(generation);
+        let (generation, looked_up) = (self.generation.load(SeqCst), Instant::now());
+        let authenticated = self
+            .lookup
+            .authenticate(digest)
+            .await?
+            .stamped(generation, looked_up);
         self.last_used.record(authenticated.token.id, Utc::now());
         cache.insert(cache_key, authenticated.clone()).await;
         // Invalidate-then-check: a revocation made while we were reading (or inserting) has
@@ -161,8 +234,28 @@ impl Verifier {
         // check carries a later generation than the entry, so `is_current` refuses the entry.
         if self.generation.load(SeqCst) != generation || !self.trusted.load(SeqCst) {
             cache.invalidate(&cache_key).await;
+        } else {
+            self.keep_near(digest, &authenticated);
         }
         Ok(authenticated)
+    }
+
+    /// A current cache entry as the answer: exact expiry on every hit (a cached token expires
+    /// when an uncached one does), and the use noted.
+    fn answer_from_cache(&self, entry: Authenticated) -> Result<Authenticated, AuthError> {
+        let at = Utc::now();
+        if checks::is_expired_at(&entry.token, at) {
+            log::debug!("token {} refused: expired", entry.token.id);
+            return Err(AuthError::Expired);
+        }
+        self.last_used.record(entry.token.id, at);
+        Ok(entry)
+    }
+
+    /// Copies a current entry into this worker's near cache.
+    fn keep_near(&self, digest: &KeyDigest, entry: &Authenticated) {
+        let mut near = self.near.get_or_default().borrow_mut();
+        *near.slot(digest) = Some((*digest.as_bytes(), entry.clone()));
     }
 
     fn is_current(&self, entry: &Authenticated) -> bool {
@@ -268,7 +361,7 @@ mod tests {
 
     /// What a filler does: read the generation, (look up the database,) build the entry.
     fn fill(verifier: &Verifier, user: Uuid, token: Uuid) -> Authenticated {
-        authenticated(user, token).stamped(verifier.generation.load(SeqCst))
+        authenticated(user, token).stamped(verifier.generation.load(SeqCst), Instant::now())
     }
 
     #[test]
@@ -309,6 +402,70 @@ mod tests {
             "a flush refuses everything older"
         );
         assert!(verifier.is_current(&fill(&verifier, bob, bobs_token)));
+    }
+
+    #[test]
+    fn a_workers_near_copy_is_refused_like_the_shared_entry() {
+        let config = VerifierConfig {
+            capacity: 10,
+            ttl: Duration::from_millis(300),
+        };
+        let verifier = Verifier::new(&config, false, unused_lookup());
+        let (alice, token) = (Uuid::now_v7(), Uuid::now_v7());
+        let digest = TokenKey::generate().digest();
+        let other_digest = std::iter::repeat_with(|| TokenKey::generate().digest())
+            .find(|other| other.as_bytes()[0] == digest.as_bytes()[0] && other != &digest)
+            .expect("one key in 256 lands in the same slot");
+        let answered = |verifier: &Verifier, digest: &KeyDigest| {
+            verifier.answer_now(digest).map(|answer| answer.is_ok())
+        };
+
+        verifier.keep_near(&digest, &fill(&verifier, alice, token));
+        assert_eq!(
+            answered(&verifier, &digest),
+            Some(true),
+            "a kept entry answers"
+        );
+        assert_eq!(
+            answered(&verifier, &other_digest),
+            None,
+            "another digest is not answered by it, even in the same slot"
+        );
+        verifier.invalidate(Revocation::Token(token));
+        assert_eq!(
+            answered(&verifier, &digest),
+            None,
+            "a revocation reaches the near copy without anyone telling it"
+        );
+
+        verifier.keep_near(&digest, &fill(&verifier, alice, token));
+        verifier.invalidate(Revocation::All);
+        assert_eq!(answered(&verifier, &digest), None, "a flush reaches it too");
+
+        verifier.keep_near(&digest, &fill(&verifier, alice, token));
+        verifier.set_trusted(false);
+        verifier.keep_near(&digest, &fill(&verifier, alice, token));
+        assert_eq!(
+            answered(&verifier, &digest),
+            None,
+            "while revocations could be missed, nothing is answered from memory"
+        );
+        verifier.set_trusted(true);
+
+        verifier.keep_near(&digest, &fill(&verifier, alice, token));
+        assert_eq!(answered(&verifier, &digest), Some(true));
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(
+            answered(&verifier, &digest),
+            None,
+            "one TTL after its lookup the near copy is no longer trusted"
+        );
+
+        let elsewhere = std::thread::scope(|scope| {
+            verifier.keep_near(&digest, &fill(&verifier, alice, token));
+            scope.spawn(|| answered(&verifier, &digest)).join().unwrap()
+        });
+        assert_eq!(elsewhere, None, "each worker thread has its own near cache");
     }
 
     #[test]
