@@ -85,8 +85,10 @@ pub struct PolicyInput {
     pub metadata: Option<Value>,
 }
 
-/// A change to a token's policy, unchecked; see `Patch`. `remaining_uses` is not here: uses are
-/// set once, at creation, so that a leaked key's owner cannot be talked into topping it up.
+/// A change to a token's policy, unchecked; see `Patch`. `remaining_uses` is not here: it is set
+/// once, from `max_uses` at creation, and after that only the conditional decrement of each use
+/// writes it (a PATCH writing it too would race with uses in flight). Fields it does not know
+/// (`name`, `max_uses`) are ignored, so a request type can `#[serde(flatten)]` it beside its own.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct PolicyPatch {
@@ -99,8 +101,8 @@ pub struct PolicyPatch {
     pub metadata: Patch<Value>,
 }
 
-/// Every field of a policy input that broke a rule, one message each, in field order: the caller
-/// can show them all at once. Never empty.
+/// Every rule a policy input broke, in field order (the first broken rule of each field, plus a
+/// `pin_ip` conflict), so that the caller can show them all at once. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", join(.problems))]
 pub struct PolicyError {
@@ -300,7 +302,9 @@ impl Policy {
         if let Some(list) = given(&mut problems, patch.scopes, "scopes", scopes) {
             policy.scopes = list;
         }
-        if let Some(pin) = given(&mut problems, patch.pin_ip, "pin_ip", Ok) {
+        // Read before `allowed_ips`, whose rules depend on it; its own complaint is filed after.
+        let pin = required(patch.pin_ip, "pin_ip");
+        if let Ok(Some(pin)) = pin {
             policy.pin_ip = pin;
         }
         match patch.allowed_ips {
@@ -329,6 +333,7 @@ impl Policy {
                 problems.check::<()>(Err(not_null("allowed_ips")));
             }
         }
+        problems.check(pin);
         match patch.idle_expiry_days {
             Patch::Keep => {}
             Patch::Clear => policy.idle_expiry_days = None,
@@ -1014,6 +1019,42 @@ mod tests {
             );
         }
         assert!(serde_json::from_value::<PolicyPatch>(json!({ "pin_ip": "yes" })).is_err());
+    }
+
+    #[test]
+    fn inputs_and_patches_flatten_beside_a_request_s_own_fields() {
+        #[derive(Deserialize)]
+        struct Request {
+            name: Option<String>,
+            #[serde(flatten)]
+            policy: PolicyPatch,
+        }
+        let request: Request = serde_json::from_value(json!({
+            "name": "hall", "idle_expiry_days": null, "scopes": ["a"], "max_uses": 3
+        }))
+        .unwrap();
+        assert_eq!(request.name.as_deref(), Some("hall"));
+        assert_eq!(request.policy.idle_expiry_days, Patch::Clear);
+        assert_eq!(request.policy.scopes, Patch::Set(vec!["a".to_owned()]));
+        assert_eq!(request.policy.read_only, Patch::Keep);
+
+        #[derive(Deserialize)]
+        struct Create {
+            #[serde(flatten)]
+            policy: PolicyInput,
+        }
+        let create: Create =
+            serde_json::from_value(json!({ "max_uses": 3, "read_only": true })).unwrap();
+        let policy = create.policy.validate(None).unwrap();
+        assert_eq!(
+            (policy.remaining_uses(), policy.read_only()),
+            (Some(3), true)
+        );
+        let wrong = serde_json::from_value::<Create>(json!({ "max_uses": 2.5 }));
+        assert!(
+            wrong.is_err(),
+            "a wrong type is still refused when flattened"
+        );
     }
 
     #[test]
