@@ -1,10 +1,12 @@
 //! Tokens: issuance under the per-user limit (`issue`), listing (`query`), removal and
-//! revocation (`remove`), expiry (`expiry`). Every owner-facing query is scoped by owner, so
-//! another user's token looks missing. Checking a presented key is not here: see `verify`.
+//! revocation (`remove`), expiry (`expiry`), each token's own limits (`policy`). Every
+//! owner-facing query is scoped by owner, so another user's token looks missing. Checking a
+//! presented key is not here: see `verify`.
 
 mod expiry;
 mod issue;
 mod lifetime;
+pub mod policy;
 mod query;
 mod remove;
 
