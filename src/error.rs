@@ -24,12 +24,19 @@ pub enum ApiError {
     BadCredentials,
     #[error("{0}")]
     Forbidden(String),
+    /// 403: the token lacks a scope the request requires (forward-auth adds which, in
+    /// `WWW-Authenticate`).
+    #[error("Insufficient scope")]
+    InsufficientScope,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Validation(Invalid),
+    /// 400 naming every field that was wrong.
+    #[error("invalid fields")]
+    InvalidFields(Vec<Invalid>),
     #[error("{0}")]
     BadRequest(String),
     #[error("method not allowed")]
@@ -65,12 +72,17 @@ impl std::fmt::Debug for ApiError {
             }
             ApiError::BadCredentials => f.write_str("BadCredentials"),
             ApiError::Forbidden(_) => f.write_str("Forbidden"),
+            ApiError::InsufficientScope => f.write_str("InsufficientScope"),
             ApiError::NotFound(_) => f.write_str("NotFound"),
             ApiError::Conflict(_) => f.write_str("Conflict"),
             ApiError::Validation(invalid) => {
                 f.debug_tuple("Validation").field(&invalid.field).finish()
             }
             ApiError::BadRequest(_) => f.write_str("BadRequest"),
+            ApiError::InvalidFields(problems) => f
+                .debug_tuple("InvalidFields")
+                .field(&problems.iter().map(|p| p.field).collect::<Vec<_>>())
+                .finish(),
             ApiError::MethodNotAllowed(allowed) => {
                 f.debug_tuple("MethodNotAllowed").field(allowed).finish()
             }
@@ -91,10 +103,11 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::BadCredentials | ApiError::Validation(_) | ApiError::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadCredentials
+            | ApiError::Validation(_)
+            | ApiError::InvalidFields(_)
+            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -123,6 +136,18 @@ impl ResponseError for ApiError {
                 body["error"] = json!(format!("invalid {}", invalid.field));
                 body["fields"] = json!({ invalid.field: [invalid.message] });
             }
+            ApiError::InvalidFields(problems) => {
+                let names: Vec<&str> = problems.iter().map(|p| p.field).collect();
+                body["error"] = json!(format!("invalid {}", names.join(", ")));
+                let mut fields = serde_json::Map::new();
+                for problem in problems {
+                    let messages = fields.entry(problem.field).or_insert_with(|| json!([]));
+                    if let Some(list) = messages.as_array_mut() {
+                        list.push(json!(problem.message));
+                    }
+                }
+                body["fields"] = serde_json::Value::Object(fields);
+            }
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -148,6 +173,8 @@ impl From<AuthError> for ApiError {
             AuthError::Invalid => ApiError::Unauthorized(INVALID_TOKEN),
             AuthError::Expired => ApiError::Unauthorized("Token has expired"),
             AuthError::InactiveUser => ApiError::Unauthorized("Invalid user"),
+            AuthError::ReadOnly => ApiError::Forbidden(error.to_string()),
+            AuthError::InsufficientScope => ApiError::InsufficientScope,
             AuthError::Db(e) => ApiError::internal(e),
         }
     }
@@ -160,6 +187,7 @@ impl From<TokenError> for ApiError {
             TokenError::NameTaken => ApiError::Conflict(error.to_string()),
             TokenError::LimitReached { .. } => ApiError::Forbidden(error.to_string()),
             TokenError::Invalid(invalid) => ApiError::Validation(invalid),
+            TokenError::Policy(problems) => ApiError::InvalidFields(problems.into_problems()),
             TokenError::Db(e) => ApiError::internal(e),
         }
     }

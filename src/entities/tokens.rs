@@ -19,6 +19,21 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub expires_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
+    // The policy columns (`services::tokens::policy` reads and writes them; `StoredPolicy`).
+    pub description: String,
+    pub read_only: bool,
+    /// Space-separated.
+    pub scopes: String,
+    /// Space-separated normalized networks; empty = anywhere.
+    pub allowed_ips: String,
+    pub pin_ip: bool,
+    pub idle_expiry_days: Option<i32>,
+    /// NULL = unlimited.
+    pub remaining_uses: Option<i64>,
+    /// A JSON object's compact text.
+    pub metadata: String,
+    pub last_used_ip: Option<String>,
+    pub last_used_user_agent: Option<String>,
 }
 
 /// `session`: from a username + password login, expires after the session TTL.

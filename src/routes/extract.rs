@@ -21,8 +21,9 @@ use crate::{
     auth::key::KeyDigest,
     error::{ApiError, INVALID_TOKEN},
     services::audit::Actor,
+    services::tokens::policy,
     state::AppState,
-    verify::{Authenticated, Verifier},
+    verify::{Attempt, Authenticated, Use, Verifier},
 };
 
 /// A caller authenticated by `Authorization: Token KEY` or `Authorization: Bearer KEY`, and the
@@ -61,6 +62,11 @@ impl ClientAddress {
         let forwarded = req.headers().get_all(FORWARDED_FOR);
         let address = client_ip(req.peer_addr().map(|peer| peer.ip()), forwarded, trusted);
         ClientAddress(address.map(|ip| ip.to_canonical()))
+    }
+
+    /// The address itself, when the request has one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.0
     }
 
     /// The address as the audit log and the throttle record it.
@@ -151,16 +157,35 @@ fn presented(req: &HttpRequest) -> Result<(&web::Data<AppState>, KeyDigest), Api
     Ok((state, Verifier::digest_of(presented)?))
 }
 
-/// The caller behind the request's `Authorization` header, through the verifier. The one way
-/// the API (extractors and forward-auth alike) checks a presented key: parsed once, and a
-/// malformed or mistyped key is refused before any lookup.
-pub(crate) async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+/// The writes a read-only token may make: logging itself out (not everywhere), rotating itself,
+/// and an admin's introspection (a POST that only reads).
+const READ_ONLY_MAY_POST: &[&str] = &["/api/logout", "/api/tokens/self/rotate", "/api/introspect"];
+
+/// Whether a request to our API changes something, as a read-only token sees it.
+fn writes(req: &HttpRequest) -> bool {
+    !policy::read_only_allows(req.method().as_str())
+        && !req
+            .match_pattern()
+            .is_some_and(|pattern| READ_ONLY_MAY_POST.contains(&pattern.as_str()))
+}
+
+/// The caller behind the request's `Authorization` header, through the verifier, for a use by
+/// `address` that `writes` (or not) and requires `scopes`. The one way the API (extractors and
+/// forward-auth alike) checks a presented key: parsed once, and a malformed or mistyped key is
+/// refused before any lookup.
+pub(crate) async fn authenticate(
+    req: &HttpRequest,
+    address: ClientAddress,
+    writes: bool,
+    scopes: &[&str],
+) -> Result<Authenticated, ApiError> {
     let (state, digest) = presented(req)?;
-    let answer = match state.verifier.answer_now(&digest) {
-        Some(answer) => answer,
-        None => state.verifier.verify_digest(&digest).await,
-    };
-    Ok(answer?)
+    let attempt = Attempt::Use(Use {
+        address: address.0,
+        writes,
+        scopes,
+    });
+    Ok(state.verifier.verify_digest(&digest, &attempt).await?)
 }
 
 impl FromRequest for ApiUser {
@@ -170,22 +195,34 @@ impl FromRequest for ApiUser {
         Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let now = match presented(req) {
-            Ok((state, digest)) => match state.verifier.answer_now(&digest) {
-                Some(answer) => answer.map_err(ApiError::from),
-                None => {
-                    let (state, address) = (state.clone(), ClientAddress::of(req));
-                    return Either::Right(Box::pin(async move {
-                        let caller = state.verifier.verify_digest(&digest).await?;
-                        Ok(ApiUser(caller, address))
-                    }));
-                }
-            },
-            Err(refused) => Err(refused),
+        let (state, digest) = match presented(req) {
+            Ok(presented) => presented,
+            Err(refused) => return Either::Left(ready(Err(refused))),
         };
-        Either::Left(ready(
-            now.map(|caller| ApiUser(caller, ClientAddress::of(req))),
-        ))
+        let address = ClientAddress::of(req);
+        let writes = writes(req);
+        let attempt = Attempt::Use(Use {
+            address: address.0,
+            writes,
+            scopes: &[],
+        });
+        if let Some(answer) = state.verifier.answer_now(&digest, &attempt) {
+            return Either::Left(ready(
+                answer
+                    .map(|caller| ApiUser(caller, address))
+                    .map_err(ApiError::from),
+            ));
+        }
+        let state = state.clone();
+        Either::Right(Box::pin(async move {
+            let attempt = Attempt::Use(Use {
+                address: address.0,
+                writes,
+                scopes: &[],
+            });
+            let caller = state.verifier.verify_digest(&digest, &attempt).await?;
+            Ok(ApiUser(caller, address))
+        }))
     }
 }
 

@@ -1,11 +1,25 @@
 //! Forward authentication: `GET`/`HEAD /auth/verify` for nginx `auth_request`, Traefik
 //! `ForwardAuth` and Caddy `forward_auth`. 200 with the caller in headers, 401 otherwise.
 
-use actix_web::{HttpRequest, HttpResponse, ResponseError, http::Method, route};
+use actix_web::{
+    HttpRequest, HttpResponse, ResponseError,
+    http::{
+        Method,
+        header::{self, HeaderValue},
+    },
+    route,
+};
 
-use super::api::ErrorResponse;
-use super::extract::authenticate;
-use crate::verify::Authenticated;
+use super::api::{ErrorResponse, timestamp};
+use super::extract::{ClientAddress, authenticate};
+use crate::{error::ApiError, services::tokens::policy, verify::Authenticated};
+
+const FORWARDED_METHOD: &str = "x-forwarded-method";
+const ORIGINAL_METHOD: &str = "x-original-method";
+const KIND_HEADER: &str = "X-Auth-Token-Kind";
+const SCOPES_HEADER: &str = "X-Auth-Scopes";
+const READ_ONLY_HEADER: &str = "X-Auth-Read-Only";
+const EXPIRES_AT_HEADER: &str = "X-Auth-Expires-At";
 
 const USER_HEADER: &str = "X-Auth-User";
 const TOKEN_ID_HEADER: &str = "X-Auth-Token-Id";
@@ -31,8 +45,19 @@ const ADMIN_HEADER: &str = "X-Auth-Admin";
 )]
 #[route("/auth/verify", method = "GET", method = "HEAD")]
 pub async fn verify_token(req: HttpRequest) -> HttpResponse {
-    match authenticate(&req).await {
+    let required = required_scopes(req.query_string());
+    let scopes: Vec<&str> = required.iter().map(String::as_str).collect();
+    // The method of the request the proxy is deciding on, as Traefik and Caddy
+    // (`X-Forwarded-Method`) or our nginx example (`X-Original-Method`) forward it.
+    let method = [FORWARDED_METHOD, ORIGINAL_METHOD]
+        .iter()
+        .find_map(|name| req.headers().get(*name))
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("GET");
+    let writes = !policy::read_only_allows(method.trim());
+    match authenticate(&req, ClientAddress::of(&req), writes, &scopes).await {
         Ok(caller) => caller_headers(&caller),
+        Err(ApiError::InsufficientScope) => insufficient_scope(&req, &scopes),
         Err(error) if req.method() == Method::HEAD => {
             // HEAD: the same status and headers as GET (Content-Type included, RFC 9110 9.3.2),
             // no body.
@@ -45,12 +70,62 @@ pub async fn verify_token(req: HttpRequest) -> HttpResponse {
 }
 
 fn caller_headers(caller: &Authenticated) -> HttpResponse {
-    HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    response
         .insert_header((USER_HEADER, header_safe(&caller.user.username)))
         .insert_header((TOKEN_ID_HEADER, caller.token.id.to_string()))
         .insert_header((TOKEN_NAME_HEADER, header_safe(&caller.token.name)))
         .insert_header((ADMIN_HEADER, caller.user.is_admin.to_string()))
-        .finish()
+        .insert_header((KIND_HEADER, caller.token.kind.as_str()))
+        // Scopes are `A-Za-z0-9:._-` words: header-safe as they are.
+        .insert_header((SCOPES_HEADER, caller.access.scopes().join(" ")))
+        .insert_header((READ_ONLY_HEADER, caller.access.read_only().to_string()));
+    if let Some(expires_at) = caller.token.expires_at {
+        response.insert_header((EXPIRES_AT_HEADER, timestamp::rfc3339(expires_at)));
+    }
+    response.finish()
+}
+
+/// `?scope=A&scope=B` (or `?scope=A%20B`): every scope the protected location requires.
+fn required_scopes(query: &str) -> Vec<String> {
+    if query.is_empty() {
+        return Vec::new();
+    }
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(name, _)| name == "scope")
+        .flat_map(|(_, value)| {
+            value
+                .split_ascii_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// 403 naming the required scopes the way RFC 6750 §3 does, so a client can tell what to ask for.
+fn insufficient_scope(req: &HttpRequest, scopes: &[&str]) -> HttpResponse {
+    // Required scopes come from the proxy's configuration; anything but a scope's own characters
+    // is dropped so that the header stays well-formed.
+    let named: Vec<&str> = scopes
+        .iter()
+        .copied()
+        .filter(|scope| policy::is_scope(scope))
+        .collect();
+    let mut response = ApiError::InsufficientScope.error_response();
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        r#"Bearer error="insufficient_scope", scope="{}""#,
+        named.join(" ")
+    )) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    if req.method() == Method::HEAD {
+        return response.set_body(actix_web::body::BoxBody::new(()));
+    }
+    response
 }
 
 /// Percent-encodes all but unreserved ASCII and `@`, so any text is a valid header value and no

@@ -57,6 +57,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::tokens::list_tokens)
         .service(api::tokens::create_token)
         .service(api::tokens::delete_token)
+        .service(api::tokens::change_token)
         .service(api::admin::list_all_tokens)
         .service(api::admin::revoke_token)
         .service(api::admin::revoke_all_user_tokens)

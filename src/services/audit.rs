@@ -66,6 +66,7 @@ impl Actor {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     TokenCreated,
+    TokenUpdated,
     TokenRevoked,
     TokenExpired,
     TokenPruned,
@@ -78,8 +79,9 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::TokenCreated,
+        Action::TokenUpdated,
         Action::TokenRevoked,
         Action::TokenExpired,
         Action::TokenPruned,
@@ -95,6 +97,7 @@ impl Action {
     pub fn code(self) -> &'static str {
         match self {
             Action::TokenCreated => "token.created",
+            Action::TokenUpdated => "token.updated",
             Action::TokenRevoked => "token.revoked",
             Action::TokenExpired => "token.expired",
             Action::TokenPruned => "token.pruned",

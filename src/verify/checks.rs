@@ -2,13 +2,14 @@
 //! the direct SQLite read) and whether or not the answer is then cached. Per-token policy checks
 //! (read-only, scopes, networks, uses) belong in [`accept`], after the owner's state.
 
-use std::{sync::Arc, time::Instant};
+use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::{
     auth::key::KeyDigest,
     entities::{tokens, users},
+    services::tokens::policy::Policy,
 };
 
 /// Why a presented key was refused. The HTTP layer turns each into the contract's fixed message.
@@ -20,6 +21,12 @@ pub enum AuthError {
     Expired,
     #[error("Invalid user")]
     InactiveUser,
+    /// A read-only token on a request that writes.
+    #[error("This token is read-only")]
+    ReadOnly,
+    /// The token lacks a scope the request requires.
+    #[error("Insufficient scope")]
+    InsufficientScope,
     #[error("database error")]
     Db(#[from] sea_orm::DbErr),
 }
@@ -36,6 +43,8 @@ pub struct Authenticated(Arc<Verified>);
 pub struct Verified {
     pub user: users::Model,
     pub token: tokens::Model,
+    /// The token's policy, read from its row once per lookup.
+    pub access: Policy,
     /// The verifier's generation read before the lookup that produced this answer.
     pub(super) generation: u64,
     /// When that generation was read: the cache trusts the answer for one TTL from here.
@@ -52,7 +61,14 @@ impl std::ops::Deref for Authenticated {
 
 impl Authenticated {
     pub fn new(user: users::Model, token: tokens::Model) -> Authenticated {
+        let access = Policy::of(&token);
+        Authenticated::with_access(user, token, access)
+    }
+
+    /// As `new`, with the token's policy already read.
+    fn with_access(user: users::Model, token: tokens::Model, access: Policy) -> Authenticated {
         Authenticated(Arc::new(Verified {
+            access,
             user,
             token,
             generation: 0,
@@ -72,11 +88,22 @@ impl Authenticated {
             None => Authenticated(Arc::new(Verified {
                 user: self.user.clone(),
                 token: self.token.clone(),
+                access: self.access.clone(),
                 generation,
                 looked_up,
             })),
         }
     }
+}
+
+/// A cached answer, unless its token has expired since: a cached token expires exactly when an
+/// uncached one does.
+pub fn unexpired(entry: Authenticated, at: DateTime<Utc>) -> Result<Authenticated, AuthError> {
+    if is_expired_at(&entry.token, at) {
+        log::debug!("token {} refused: expired", entry.token.id);
+        return Err(AuthError::Expired);
+    }
+    Ok(entry)
 }
 
 /// A token expires at its `expires_at`, not a moment later, cached or not.
@@ -105,7 +132,14 @@ pub fn accept(
         log::debug!("token {} refused: user {} inactive", token.id, user.id);
         return Err(AuthError::InactiveUser);
     }
-    // Per-token policy checks go here: after the owner, before the token is accepted (and cached).
+    // What depends on the token alone is checked here, before the answer is cached; what depends
+    // on the request (address, method, scopes, uses) in `admit`, on every request.
+    let access = Policy::of(&token);
+    let last_active = token.last_used_at.unwrap_or(token.created_at);
+    if access.is_idle_expired(last_active, Utc::now()) {
+        log::debug!("token {} refused: unused too long", token.id);
+        return Err(AuthError::Expired);
+    }
     // Skeletons only matter when names are created: both lookups leave them out alike.
     let user = users::Model {
         password_hash: String::new(),
@@ -116,5 +150,64 @@ pub fn accept(
         name_skeleton: None,
         ..token
     };
-    Ok(Authenticated::new(user, token))
+    Ok(Authenticated::with_access(user, token, access))
+}
+
+/// What a request asks of the key it presents, beyond being valid.
+#[derive(Clone, Copy, Debug)]
+pub enum Attempt<'a> {
+    /// Someone asks whether the key is valid (introspection): no address, method or scope
+    /// applies, and no use is taken.
+    Inspect,
+    /// The key's holder uses it.
+    Use(Use<'a>),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Use<'a> {
+    /// Where the request comes from (the client address, proxies resolved).
+    pub address: Option<IpAddr>,
+    /// The request changes something (any method but GET, HEAD, OPTIONS, apart from the few a
+    /// read-only token may make on itself).
+    pub writes: bool,
+    /// Scopes the request requires (forward-auth's `?scope=`).
+    pub scopes: &'a [&'a str],
+}
+
+/// What `admit` leaves to the verifier, which holds the database: pinning the token to its first
+/// address, taking one of its uses.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub pin_to: Option<IpAddr>,
+    pub take_use: bool,
+}
+
+/// The request-dependent checks, run on every request on the cached answer (no I/O): networks,
+/// read-only, scopes; in that order, so a key used from the wrong place says only "invalid".
+pub fn admit(verified: &Verified, attempt: &Attempt<'_>) -> Result<Pending, AuthError> {
+    let Attempt::Use(used) = attempt else {
+        return Ok(Pending::default());
+    };
+    let access = &verified.access;
+    let mut pending = Pending::default();
+    if access.awaits_pin() {
+        // No address to pin to cannot be let through: the pin is the token's only network.
+        pending.pin_to = Some(used.address.ok_or(AuthError::Invalid)?);
+    } else if !access.allows(used.address) {
+        log::debug!("token {} refused: outside its networks", verified.token.id);
+        return Err(AuthError::Invalid);
+    }
+    if used.writes && access.read_only() {
+        return Err(AuthError::ReadOnly);
+    }
+    if !access.has_scopes(used.scopes) {
+        return Err(AuthError::InsufficientScope);
+    }
+    if let Some(remaining) = access.remaining_uses() {
+        if remaining == 0 {
+            return Err(AuthError::Invalid);
+        }
+        pending.take_use = true;
+    }
+    Ok(pending)
 }

@@ -5,7 +5,8 @@
 /// `$1` as its first parameter). `benches/hotpath` gives pgbench this statement as it stands here.
 pub const LOOKUP_SQL: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_digest, t.key_prefix, \
      t.created_at, t.expires_at, t.last_used_at, u.username, u.username_key, u.is_admin, \
-     u.is_active, u.created_at \
+     u.is_active, u.created_at, t.description, t.read_only, t.scopes, t.allowed_ips, t.pin_ip, \
+     t.idle_expiry_days, t.remaining_uses, t.metadata \
      FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.key_digest = $1";
 
 /// Why a direct lookup could not answer.

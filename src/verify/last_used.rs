@@ -189,6 +189,16 @@ mod tests {
             created_at: Utc::now(),
             expires_at: None,
             last_used_at: None,
+            description: String::new(),
+            read_only: false,
+            scopes: String::new(),
+            allowed_ips: String::new(),
+            pin_ip: false,
+            idle_expiry_days: None,
+            remaining_uses: None,
+            metadata: "{}".into(),
+            last_used_ip: None,
+            last_used_user_agent: None,
         }
     }
 

@@ -2,7 +2,11 @@
 //! `sqlite`), on PostgreSQL one prepared statement through the calling worker's own connections
 //! (see `postgres`); when either cannot answer, one query through the shared pool. Reads only.
 
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
 
 use super::{
     checks::{self, AuthError, Authenticated},
@@ -60,6 +64,36 @@ impl Lookup {
         };
         let (token, user) = found.ok_or(AuthError::Invalid)?;
         checks::accept(digest, token, user)
+    }
+}
+
+impl Lookup {
+    /// Takes one of a limited token's uses: true when one was left. One conditional update, so
+    /// concurrent uses on any number of instances never take more than there were.
+    pub async fn take_use(&self, token: Uuid) -> Result<bool, AuthError> {
+        let taken = tokens::Entity::update_many()
+            .col_expr(
+                tokens::Column::RemainingUses,
+                Expr::col(tokens::Column::RemainingUses).sub(1),
+            )
+            .filter(tokens::Column::Id.eq(token))
+            .filter(tokens::Column::RemainingUses.gt(0))
+            .exec(&self.db)
+            .await?;
+        Ok(taken.rows_affected == 1)
+    }
+
+    /// Pins a `pin_ip` token to `network` if it still awaits its pin: true when this call pinned
+    /// it (another first use, here or on another instance, may have won).
+    pub async fn pin(&self, token: Uuid, network: &str) -> Result<bool, AuthError> {
+        let pinned = tokens::Entity::update_many()
+            .col_expr(tokens::Column::AllowedIps, Expr::value(network))
+            .filter(tokens::Column::Id.eq(token))
+            .filter(tokens::Column::PinIp.eq(true))
+            .filter(tokens::Column::AllowedIps.eq(""))
+            .exec(&self.db)
+            .await?;
+        Ok(pinned.rows_affected == 1)
     }
 }
 

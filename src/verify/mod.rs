@@ -18,6 +18,6 @@ pub mod revocations;
 pub mod sqlite;
 pub mod verifier;
 
-pub use checks::{AuthError, Authenticated};
+pub use checks::{Attempt, AuthError, Authenticated, Use};
 pub use revocations::{Revocations, RevokingTransaction};
 pub use verifier::{Revocation, Verifier, VerifierConfig};

@@ -178,6 +178,17 @@ fn decode(row: &PgRow) -> Result<(tokens::Model, users::Model), Unanswered> {
         created_at: row.try_get(6)?,
         expires_at: row.try_get(7)?,
         last_used_at: row.try_get(8)?,
+        description: row.try_get(14)?,
+        read_only: row.try_get(15)?,
+        scopes: row.try_get(16)?,
+        allowed_ips: row.try_get(17)?,
+        pin_ip: row.try_get(18)?,
+        idle_expiry_days: row.try_get(19)?,
+        remaining_uses: row.try_get(20)?,
+        metadata: row.try_get(21)?,
+        // Not read: written back by `last_used`, never needed to verify.
+        last_used_ip: None,
+        last_used_user_agent: None,
     };
     let user = users::Model {
         id: token.user_id,

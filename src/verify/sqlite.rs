@@ -86,6 +86,17 @@ fn decode(row: &Row<'_>) -> Result<(tokens::Model, users::Model), Unanswered> {
         created_at: time_at(row, 6)?.ok_or("no created_at")?,
         expires_at: time_at(row, 7)?,
         last_used_at: time_at(row, 8)?,
+        description: row.get(14)?,
+        read_only: row.get(15)?,
+        scopes: row.get(16)?,
+        allowed_ips: row.get(17)?,
+        pin_ip: row.get(18)?,
+        idle_expiry_days: row.get(19)?,
+        remaining_uses: row.get(20)?,
+        metadata: row.get(21)?,
+        // Not read: written back by `last_used`, never needed to verify.
+        last_used_ip: None,
+        last_used_user_agent: None,
     };
     let user = users::Model {
         id: token.user_id,

@@ -35,11 +35,14 @@ use thread_local::ThreadLocal;
 use uuid::Uuid;
 
 use super::{
-    checks::{self, AuthError, Authenticated},
+    checks::{self, Attempt, AuthError, Authenticated, Pending},
     last_used::LastUsed,
     lookup::Lookup,
 };
-use crate::auth::key::{KeyDigest, TokenKey};
+use crate::{
+    auth::key::{KeyDigest, TokenKey},
+    services::tokens::policy::pin_network,
+};
 
 /// What stopped being valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,27 +169,32 @@ impl Verifier {
     }
 
     /// Checks a key given as text: [`Self::digest_of`], then as [`Self::verify`] does.
-    pub async fn verify_text(&self, presented: &str) -> Result<Authenticated, AuthError> {
+    pub async fn verify_text(
+        &self,
+        presented: &str,
+        attempt: &Attempt<'_>,
+    ) -> Result<Authenticated, AuthError> {
         let digest = Self::digest_of(presented)?;
-        match self.answer_now(&digest) {
-            Some(answer) => answer,
-            None => self.verify_digest(&digest).await,
-        }
+        self.verify_digest(&digest, attempt).await
     }
 
-    /// Checks a parsed key: from the cache when it holds a current entry, else through the
-    /// lookup and [`checks::accept`], caching the success. The digest is computed once, here.
-    pub async fn verify(&self, key: &TokenKey) -> Result<Authenticated, AuthError> {
-        let digest = key.digest();
-        match self.answer_now(&digest) {
-            Some(answer) => answer,
-            None => self.verify_digest(&digest).await,
-        }
+    /// Checks a parsed key for `attempt`. The digest is computed once, here.
+    pub async fn verify(
+        &self,
+        key: &TokenKey,
+        attempt: &Attempt<'_>,
+    ) -> Result<Authenticated, AuthError> {
+        self.verify_digest(&key.digest(), attempt).await
     }
 
     /// The answer without waiting, when this worker's own copy of recent hits holds a current
-    /// one (checked exactly as a shared-cache hit is); `None` means ask [`Self::verify_digest`].
-    pub fn answer_now(&self, digest: &KeyDigest) -> Option<Result<Authenticated, AuthError>> {
+    /// one (checked exactly as a shared-cache hit is) and the attempt needs no database work
+    /// (no use to take, no pin to set); `None` means ask [`Self::verify_digest`].
+    pub fn answer_now(
+        &self,
+        digest: &KeyDigest,
+        attempt: &Attempt<'_>,
+    ) -> Option<Result<Authenticated, AuthError>> {
         self.cache.as_ref()?;
         if !self.trusted.load(SeqCst) {
             return None;
@@ -202,22 +210,70 @@ impl Verifier {
             return None;
         }
         drop(near);
-        Some(self.answer_from_cache(entry))
+        let at = Utc::now();
+        let admitted = checks::unexpired(entry, at)
+            .and_then(|entry| checks::admit(&entry, attempt).map(|pending| (entry, pending)));
+        Some(match admitted {
+            Ok((entry, pending)) if pending == Pending::default() => {
+                self.last_used.record(entry.token.id, at);
+                Ok(entry)
+            }
+            Ok(_) => return None,
+            Err(refused) => Err(refused),
+        })
     }
 
-    /// Through the shared cache, else the lookup: what [`Self::answer_now`] could not answer.
-    pub async fn verify_digest(&self, digest: &KeyDigest) -> Result<Authenticated, AuthError> {
+    /// Checks a digest for `attempt`: from this worker's near cache, the shared cache or the
+    /// lookup, then the request's own checks (`checks::admit`), a pin or a use taken if the
+    /// token's policy asks for one, and the use noted.
+    pub async fn verify_digest(
+        &self,
+        digest: &KeyDigest,
+        attempt: &Attempt<'_>,
+    ) -> Result<Authenticated, AuthError> {
+        if let Some(answer) = self.answer_now(digest, attempt) {
+            return answer;
+        }
+        let entry = self.find(digest).await?;
+        let mut pending = checks::admit(&entry, attempt)?;
+        let entry = match pending.pin_to {
+            None => entry,
+            Some(address) => {
+                let network = pin_network(address).to_string();
+                if self.lookup.pin(entry.token.id, &network).await? {
+                    log::info!("token {} pinned to {network}", entry.token.id);
+                }
+                // Pinned here or by another first use: either way the row has changed. Check
+                // again against it as it is now.
+                self.invalidate(Revocation::Token(entry.token.id));
+                let entry = self.find(digest).await?;
+                pending = checks::admit(&entry, attempt)?;
+                if pending.pin_to.is_some() {
+                    return Err(AuthError::Invalid);
+                }
+                entry
+            }
+        };
+        if pending.take_use && !self.lookup.take_use(entry.token.id).await? {
+            log::debug!("token {} refused: no uses left", entry.token.id);
+            return Err(AuthError::Invalid);
+        }
+        self.last_used.record(entry.token.id, Utc::now());
+        Ok(entry)
+    }
+
+    /// The answer for a digest, unexpired, before the request's own checks: through the shared
+    /// cache, else the lookup and [`checks::accept`], caching the success.
+    async fn find(&self, digest: &KeyDigest) -> Result<Authenticated, AuthError> {
         let cache = self.cache.as_ref().filter(|_| self.trusted.load(SeqCst));
         let Some(cache) = cache else {
-            let authenticated = self.lookup.authenticate(digest).await?;
-            self.last_used.record(authenticated.token.id, Utc::now());
-            return Ok(authenticated);
+            return self.lookup.authenticate(digest).await;
         };
         let cache_key = *digest.as_bytes();
         if let Some(entry) = cache.get(&cache_key).await {
             if self.is_current(&entry) {
                 self.keep_near(digest, &entry);
-                return self.answer_from_cache(entry);
+                return checks::unexpired(entry, Utc::now());
             }
             cache.invalidate(&cache_key).await;
         }
@@ -227,7 +283,6 @@ impl Verifier {
             .authenticate(digest)
             .await?
             .stamped(generation, looked_up);
-        self.last_used.record(authenticated.token.id, Utc::now());
         cache.insert(cache_key, authenticated.clone()).await;
         // Invalidate-then-check: a revocation made while we were reading (or inserting) has
         // bumped the generation; drop what we inserted rather than trust it. One made after this
@@ -238,18 +293,6 @@ impl Verifier {
             self.keep_near(digest, &authenticated);
         }
         Ok(authenticated)
-    }
-
-    /// A current cache entry as the answer: exact expiry on every hit (a cached token expires
-    /// when an uncached one does), and the use noted.
-    fn answer_from_cache(&self, entry: Authenticated) -> Result<Authenticated, AuthError> {
-        let at = Utc::now();
-        if checks::is_expired_at(&entry.token, at) {
-            log::debug!("token {} refused: expired", entry.token.id);
-            return Err(AuthError::Expired);
-        }
-        self.last_used.record(entry.token.id, at);
-        Ok(entry)
     }
 
     /// Copies a current entry into this worker's near cache.
@@ -355,6 +398,16 @@ mod tests {
                 created_at: at,
                 expires_at: None,
                 last_used_at: None,
+                description: String::new(),
+                read_only: false,
+                scopes: String::new(),
+                allowed_ips: String::new(),
+                pin_ip: false,
+                idle_expiry_days: None,
+                remaining_uses: None,
+                metadata: "{}".into(),
+                last_used_ip: None,
+                last_used_user_agent: None,
             },
         )
     }
@@ -417,7 +470,9 @@ mod tests {
             .find(|other| other.as_bytes()[0] == digest.as_bytes()[0] && other != &digest)
             .expect("one key in 256 lands in the same slot");
         let answered = |verifier: &Verifier, digest: &KeyDigest| {
-            verifier.answer_now(digest).map(|answer| answer.is_ok())
+            verifier
+                .answer_now(digest, &Attempt::Inspect)
+                .map(|answer| answer.is_ok())
         };
 
         verifier.keep_near(&digest, &fill(&verifier, alice, token));

@@ -179,6 +179,39 @@ async fn a_token_revoked_through_one_instance_is_refused_by_another_within_a_sec
 }
 
 #[tokio::test]
+async fn a_policy_changed_through_one_instance_applies_on_another_within_a_second() {
+    let Some(backend) = postgres_or_skip().await else {
+        return;
+    };
+    let a = spawn_app(backend).await;
+    let b = OtherInstance::start(&a).await;
+    wait_for_listeners(&a, 2).await;
+    let session = a.create_user("alice", false).await;
+    assert_cache_live(&a, &b, &session, "probe").await;
+    let device = a.create_token(&session, "thermostat").await;
+    assert_eq!(
+        b.me_status(&device.key).await,
+        StatusCode::OK,
+        "cached on B"
+    );
+    // Bound to a network the test's loopback is not in: B must refuse it within the bound.
+    let changed = a
+        .client
+        .patch(a.url(&format!("/api/tokens/{}/", device.id)))
+        .bearer_auth(&session)
+        .json(&json!({ "allowed_ips": ["198.51.100.0/24"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    let took = b
+        .time_until_refused(&device.key, Instant::now(), "token bound elsewhere")
+        .await;
+    eprintln!("changed policy applied by the other instance after {took:?}");
+    b.handle.stop(true).await;
+}
+
+#[tokio::test]
 async fn a_lost_listen_connection_never_leaves_a_revoked_token_cached() {
     let Some(backend) = postgres_or_skip().await else {
         return;

@@ -15,6 +15,7 @@ mod instances;
 mod last_used;
 mod names;
 mod nginx;
+mod policy;
 mod robustness;
 mod security;
 mod session;

@@ -164,7 +164,7 @@ async fn unknown_routes_are_json_404s_and_wrong_methods_405s(backend: Backend) {
         (
             Method::GET,
             "/api/tokens/0193a1b2-0000-7000-8000-000000000000",
-            "DELETE",
+            "DELETE, PATCH",
         ),
         (Method::PATCH, "/api/admin/users/someone/", "DELETE"),
         (Method::DELETE, "/api/token", "POST"),

@@ -46,13 +46,23 @@ async fn listed_tokens_show_their_prefix_but_never_a_key_or_digest(backend: Back
     assert_eq!(
         keys,
         [
+            "allowed_ips",
             "created_at",
+            "description",
             "expires_at",
             "id",
+            "idle_expiry_days",
             "kind",
             "last_used_at",
+            "last_used_ip",
+            "last_used_user_agent",
+            "metadata",
             "name",
-            "prefix"
+            "pin_ip",
+            "prefix",
+            "read_only",
+            "remaining_uses",
+            "scopes"
         ]
     );
     assert!(

@@ -12,7 +12,7 @@ use crate::{
     routes::body::JsonOrForm,
     routes::extract::AdminUser,
     state::AppState,
-    verify::{AuthError, Authenticated},
+    verify::{Attempt, AuthError, Authenticated},
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -45,6 +45,18 @@ pub struct IntrospectionResponse {
     /// Issue time, seconds since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
+    /// The token's scopes, space-separated (RFC 7662's `scope`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// For a limited token: uses left (as of the verifier's last read of it). Introspecting takes
+    /// none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_uses: Option<i64>,
 }
 
 impl From<Authenticated> for IntrospectionResponse {
@@ -58,6 +70,10 @@ impl From<Authenticated> for IntrospectionResponse {
             is_admin: Some(found.user.is_admin),
             exp: found.token.expires_at.map(|at| at.timestamp()),
             iat: Some(found.token.created_at.timestamp()),
+            scope: Some(found.access.scopes().join(" ")),
+            read_only: Some(found.access.read_only()),
+            metadata: Some(found.access.metadata().clone()),
+            remaining_uses: found.access.remaining_uses(),
         }
     }
 }
@@ -81,11 +97,21 @@ pub async fn introspect_token(
     _admin: AdminUser,
     body: JsonOrForm<IntrospectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = match state.verifier.verify_text(body.0.token.trim()).await {
+    let answer = match state
+        .verifier
+        .verify_text(body.0.token.trim(), &Attempt::Inspect)
+        .await
+    {
         Ok(found) => IntrospectionResponse::from(found),
-        Err(AuthError::Invalid | AuthError::Expired | AuthError::InactiveUser) => {
-            IntrospectionResponse::default()
-        }
+        // (Read-only and scope refusals cannot come from an inspection; if they did, the token
+        // is inactive for this question.)
+        Err(
+            AuthError::Invalid
+            | AuthError::Expired
+            | AuthError::InactiveUser
+            | AuthError::ReadOnly
+            | AuthError::InsufficientScope,
+        ) => IntrospectionResponse::default(),
         // An outage is not an answer about the token: it must not look like a revocation.
         Err(AuthError::Db(e)) => return Err(ApiError::internal(e)),
     };

@@ -10,7 +10,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::entities::tokens::{Model as Token, TokenKind};
+use crate::{
+    entities::tokens::{Model as Token, TokenKind},
+    services::tokens::policy::Policy,
+};
 
 /// A token as listed: never its key or digest.
 #[derive(Serialize, ToSchema)]
@@ -24,11 +27,55 @@ pub struct TokenResponse {
     /// `null`: never expires.
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The address of the last use (as of the last write-back).
+    pub last_used_ip: Option<String>,
+    pub last_used_user_agent: Option<String>,
+    #[serde(flatten)]
+    pub access: AccessFields,
+}
+
+/// A token's policy as answers show it.
+#[derive(Serialize, ToSchema)]
+pub struct AccessFields {
+    pub description: String,
+    pub read_only: bool,
+    pub scopes: Vec<String>,
+    /// Normalized CIDRs; empty: anywhere.
+    pub allowed_ips: Vec<String>,
+    pub pin_ip: bool,
+    pub idle_expiry_days: Option<u32>,
+    /// `null`: unlimited.
+    pub remaining_uses: Option<i64>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<&Policy> for AccessFields {
+    fn from(access: &Policy) -> AccessFields {
+        AccessFields {
+            description: access.description().to_owned(),
+            read_only: access.read_only(),
+            scopes: access.scopes().to_vec(),
+            allowed_ips: access
+                .allowed_ips()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            pin_ip: access.pin_ip(),
+            idle_expiry_days: access.idle_expiry_days(),
+            remaining_uses: access.remaining_uses(),
+            metadata: access.metadata().clone(),
+        }
+    }
 }
 
 impl From<Token> for TokenResponse {
     fn from(token: Token) -> TokenResponse {
+        let access = AccessFields::from(&Policy::of(&token));
         TokenResponse {
+            access,
+            last_used_ip: token.last_used_ip,
+            last_used_user_agent: token.last_used_user_agent,
             id: token.id,
             name: token.name,
             kind: token.kind,

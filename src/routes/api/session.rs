@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{DetailResponse, ErrorResponse};
+use super::{AccessFields, DetailResponse, ErrorResponse};
 use crate::{
     entities::tokens::TokenKind,
     error::ApiError,
@@ -74,6 +74,8 @@ pub struct PresentedToken<'a> {
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "super::timestamp::option::serialize")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub access: AccessFields,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -184,6 +186,7 @@ pub async fn me(caller: ApiUser) -> HttpResponse {
             kind: caller.token.kind,
             created_at: caller.token.created_at,
             expires_at: caller.token.expires_at,
+            access: AccessFields::from(&caller.access),
         },
     })
 }

@@ -15,6 +15,15 @@ pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::
     }
 }
 
+/// The same text as a `String` (for a header).
+pub fn rfc3339(at: DateTime<Utc>) -> String {
+    let mut buffer = [0u8; 30];
+    match write(&at, &mut buffer) {
+        Some(text) => text.to_owned(),
+        None => at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    }
+}
+
 pub mod option {
     use super::*;
 

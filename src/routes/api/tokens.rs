@@ -1,12 +1,12 @@
 //! The caller's own tokens: list, create named device tokens, delete.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ErrorResponse, TokenResponse};
+use super::{AccessFields, ErrorResponse, TokenResponse};
 use crate::{
     entities::tokens::TokenKind,
     error::ApiError,
@@ -14,7 +14,10 @@ use crate::{
     routes::extract::ApiUser,
     services::{
         Invalid,
-        tokens::{self, Lifetime, NewToken, TokenName},
+        tokens::{
+            self, Lifetime, NewToken, TokenChange, TokenName,
+            policy::{Patch, Policy, PolicyInput, PolicyPatch},
+        },
     },
     state::AppState,
 };
@@ -26,16 +29,93 @@ pub struct NewTokenRequest {
     /// Days until the token expires; omit for a token that never expires.
     #[schema(minimum = 1, maximum = 36500)]
     pub expires_in_days: Option<u32>,
+    /// Free text, at most 500 characters.
+    pub description: Option<String>,
+    /// Only GET, HEAD and OPTIONS on our API (and logging itself out).
+    pub read_only: Option<bool>,
+    /// Labels for the protected app: up to 32, each 1–64 of `A-Za-z0-9:._-` (JSON only).
+    pub scopes: Option<Vec<String>>,
+    /// CIDRs (a bare address is one host), up to 32; empty: anywhere (JSON only).
+    pub allowed_ips: Option<Vec<String>>,
+    /// With no `allowed_ips`: the first address that uses the token becomes its only one.
+    pub pin_ip: Option<bool>,
+    /// Unused this many days (1–3650) → expired; `null` or absent: never.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
+    pub idle_expiry_days: Patch<i64>,
+    /// The token works this many times, then never again; absent: unlimited.
+    #[schema(minimum = 1, maximum = 1000000000)]
+    pub max_uses: Option<i64>,
+    /// A JSON object of at most 4 KiB, shown to the owner, admins and introspection.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl NewTokenRequest {
-    fn validate(self) -> Result<NewToken, Invalid> {
+    fn validate(self) -> Result<NewToken, ApiError> {
         let name = TokenName::parse(&self.name)?;
         let lifetime = match self.expires_in_days {
             None => Lifetime::Forever,
             Some(days) => Lifetime::in_days(days, "expires_in_days")?,
         };
-        Ok(NewToken::device(name, lifetime))
+        let access = PolicyInput {
+            description: self.description,
+            read_only: self.read_only,
+            scopes: self.scopes,
+            allowed_ips: self.allowed_ips,
+            pin_ip: self.pin_ip,
+            idle_expiry_days: self.idle_expiry_days,
+            max_uses: self.max_uses,
+            metadata: self.metadata,
+        }
+        .validate(None)
+        .map_err(|problems| ApiError::InvalidFields(problems.into_problems()))?;
+        Ok(NewToken::device(name, lifetime).with_access(access))
+    }
+}
+
+/// What `PATCH /api/tokens/{id}/` changes: a field left out stays as it is; `idle_expiry_days:
+/// null` turns idle expiry off. `max_uses` cannot be changed.
+#[derive(Deserialize, ToSchema)]
+pub struct TokenChangeRequest {
+    pub name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub description: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub read_only: Patch<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub scopes: Patch<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_ips: Patch<Vec<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    pub pin_ip: Patch<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
+    pub idle_expiry_days: Patch<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Patch<serde_json::Value>,
+}
+
+impl TokenChangeRequest {
+    fn validate(self) -> Result<TokenChange, Invalid> {
+        Ok(TokenChange {
+            name: self.name.as_deref().map(TokenName::parse).transpose()?,
+            access: PolicyPatch {
+                description: self.description,
+                read_only: self.read_only,
+                scopes: self.scopes,
+                allowed_ips: self.allowed_ips,
+                pin_ip: self.pin_ip,
+                idle_expiry_days: self.idle_expiry_days,
+                metadata: self.metadata,
+            },
+        })
     }
 }
 
@@ -49,6 +129,8 @@ pub struct CreatedTokenResponse {
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub access: AccessFields,
 }
 
 /// The caller's tokens, newest first. Keys are never shown again.
@@ -100,6 +182,7 @@ pub async fn create_token(
         request,
     )
     .await?;
+    let access = AccessFields::from(&Policy::of(&issued.token));
     Ok(HttpResponse::Created().json(CreatedTokenResponse {
         id: issued.token.id,
         name: issued.token.name,
@@ -108,7 +191,43 @@ pub async fn create_token(
         prefix: issued.token.key_prefix,
         created_at: issued.token.created_at,
         expires_at: issued.token.expires_at,
+        access,
     }))
+}
+
+/// Change one of the caller's tokens: its name and policy. Effective on the next request here
+/// and within a second on every other instance. Another user's token answers 404.
+#[utoipa::path(
+    tag = "tokens",
+    security(("token" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = TokenChangeRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 404, body = ErrorResponse),
+        (status = 409, description = "name taken", body = ErrorResponse),
+    )
+)]
+#[patch("/api/tokens/{id}")]
+pub async fn change_token(
+    state: web::Data<AppState>,
+    caller: ApiUser,
+    id: web::Path<Uuid>,
+    body: JsonOrForm<TokenChangeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let change = body.0.validate()?;
+    let updated = tokens::update_own(
+        &state.db,
+        &state.revocations,
+        &caller.actor(),
+        &caller.0.user,
+        id.into_inner(),
+        change,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(updated)))
 }
 
 /// Delete one of the caller's tokens. Another user's token answers 404.

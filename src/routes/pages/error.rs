@@ -103,6 +103,14 @@ impl From<TokenError> for WebError {
             }
             TokenError::LimitReached { .. } => WebError::Refused(capitalized(&error.to_string())),
             TokenError::Invalid(invalid) => WebError::Refused(invalid_message(&invalid)),
+            TokenError::Policy(problems) => WebError::Refused(
+                problems
+                    .problems()
+                    .iter()
+                    .map(invalid_message)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             TokenError::Db(e) => WebError::internal(e),
         }
     }

@@ -17,7 +17,7 @@ use crate::{
         tokens::{self, Removal},
     },
     state::AppState,
-    verify::{AuthError, Authenticated},
+    verify::{Attempt, AuthError, Authenticated, Use},
 };
 
 /// A browser signed in through `/login`: its session token passed every check just now.
@@ -62,7 +62,12 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
     let Some(key) = session.token_key() else {
         return Err(sign_in_again);
     };
-    let auth = match state.verifier.verify_text(&key).await {
+    let browsing = Attempt::Use(Use {
+        address: address.ip(),
+        writes: false,
+        scopes: &[],
+    });
+    let auth = match state.verifier.verify_text(&key, &browsing).await {
         Ok(auth) => auth,
         Err(AuthError::Db(e)) => return Err(WebError::internal(e)),
         // Revoked, expired, or the user was deactivated: this browser is signed out.

@@ -21,6 +21,7 @@ use crate::{
         tokens::{self, NewToken, Removal},
     },
     state::AppState,
+    verify::Attempt,
 };
 
 /// `/`: the token list for a signed-in user, the sign-in page for anyone else.
@@ -134,7 +135,11 @@ async fn end_previous_sign_in(
     let Some(previous) = session.token_key() else {
         return Ok(());
     };
-    let Ok(previous) = state.verifier.verify_text(&previous).await else {
+    let Ok(previous) = state
+        .verifier
+        .verify_text(&previous, &Attempt::Inspect)
+        .await
+    else {
         return Ok(()); // Already revoked or expired.
     };
     let actor = Actor::user(&previous.user, client.text());

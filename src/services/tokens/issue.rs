@@ -103,6 +103,7 @@ pub async fn issue_in(
         let excess = live + 1 - max;
         evicted = evict_oldest_sessions(txn, policy, actor, user, &new, at, excess).await?;
     }
+    let stored = new.access.encode();
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user.id),
@@ -115,6 +116,16 @@ pub async fn issue_in(
         created_at: Set(at),
         expires_at: Set(new.lifetime.expires_at(at)),
         last_used_at: Set(None),
+        description: Set(stored.description),
+        read_only: Set(stored.read_only),
+        scopes: Set(stored.scopes),
+        allowed_ips: Set(stored.allowed_ips),
+        pin_ip: Set(stored.pin_ip),
+        idle_expiry_days: Set(stored.idle_expiry_days),
+        remaining_uses: Set(stored.remaining_uses),
+        metadata: Set(stored.metadata),
+        last_used_ip: Set(None),
+        last_used_user_agent: Set(None),
     }
     .insert(txn)
     .await

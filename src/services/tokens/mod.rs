@@ -9,6 +9,7 @@ mod lifetime;
 pub mod policy;
 mod query;
 mod remove;
+mod update;
 
 pub use expiry::{prune, sweep_every, sweep_expired};
 pub use issue::{issue, issue_in};
@@ -17,6 +18,7 @@ pub use query::{count_all, count_by_owner, find_own, find_with_owner, list_all, 
 pub use remove::{
     delete_all_own, delete_all_own_in, delete_own, end_session, revoke, revoke_all_for,
 };
+pub use update::{TokenChange, update_own};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbErr, QueryFilter};
@@ -49,6 +51,8 @@ pub enum TokenError {
     LimitReached { max: u32 },
     #[error("{0}")]
     Invalid(#[from] Invalid),
+    #[error("{0}")]
+    Policy(#[from] policy::PolicyError),
     #[error("database error")]
     Db(#[from] DbErr),
 }
@@ -63,6 +67,8 @@ pub struct NewToken {
     /// A web sign-in may go one over the limit when device tokens alone fill it, so that the
     /// owner can still sign in and delete one.
     pub may_exceed_device_limit: bool,
+    /// What the token may do, from where, how often.
+    pub access: policy::Policy,
 }
 
 impl NewToken {
@@ -74,6 +80,7 @@ impl NewToken {
             kind: TokenKind::Session,
             lifetime: Lifetime::from_duration(policy.session_ttl),
             may_exceed_device_limit: false,
+            access: policy::Policy::default(),
         }
     }
 
@@ -93,7 +100,13 @@ impl NewToken {
             kind: TokenKind::Device,
             lifetime,
             may_exceed_device_limit: false,
+            access: policy::Policy::default(),
         }
+    }
+
+    /// The same token with `access` as its policy.
+    pub fn with_access(self, access: policy::Policy) -> NewToken {
+        NewToken { access, ..self }
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::services::Invalid;
+use crate::{entities::tokens, services::Invalid};
 
 pub const DESCRIPTION_MAX_CHARS: usize = 500;
 pub const MAX_SCOPES: usize = 32;
@@ -453,6 +453,29 @@ pub struct StoredPolicy {
     pub metadata: String,
 }
 
+impl StoredPolicy {
+    /// The policy columns of a row.
+    pub fn of(token: &tokens::Model) -> StoredPolicy {
+        StoredPolicy {
+            description: token.description.clone(),
+            read_only: token.read_only,
+            scopes: token.scopes.clone(),
+            allowed_ips: token.allowed_ips.clone(),
+            pin_ip: token.pin_ip,
+            idle_expiry_days: token.idle_expiry_days,
+            remaining_uses: token.remaining_uses,
+            metadata: token.metadata.clone(),
+        }
+    }
+}
+
+impl Policy {
+    /// The policy of a row.
+    pub fn of(token: &tokens::Model) -> Policy {
+        Policy::decode(StoredPolicy::of(token), token.id)
+    }
+}
+
 /// The one network a pinned token allows: the address itself for IPv4, its /64 for IPv6. An
 /// IPv4-mapped address pins its IPv4 form, as `allows` compares it.
 pub fn pin_network(address: IpAddr) -> IpNet {
@@ -522,7 +545,7 @@ fn description(text: String) -> Result<String, Invalid> {
 }
 
 /// The words the storage form relies on: no blanks, so a space can separate them.
-fn is_scope(scope: &str) -> bool {
+pub fn is_scope(scope: &str) -> bool {
     (1..=SCOPE_MAX_CHARS).contains(&scope.len())
         && scope
             .bytes()

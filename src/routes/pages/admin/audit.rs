@@ -31,6 +31,7 @@ pub struct AuditRow {
 fn describe(action: Option<Action>) -> &'static str {
     match action {
         Some(Action::TokenCreated) => "Token created",
+        Some(Action::TokenUpdated) => "Token changed",
         Some(Action::TokenRevoked) => "Token revoked",
         Some(Action::TokenExpired) => "Token expired",
         Some(Action::TokenPruned) => "Token pruned",
