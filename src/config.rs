@@ -70,6 +70,10 @@ pub struct Settings {
     /// Lifetime of session tokens from POST /api/token/ (2s, 15m, 24h, 7d).
     #[arg(long, env = "MULTITOKEN_SESSION_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
     pub session_ttl: Duration,
+    /// Device tokens created from now on expire after this long unused (90d), unless their
+    /// creator says otherwise; unset: never. Whole days, at least one.
+    #[arg(long, env = "MULTITOKEN_DEVICE_IDLE_EXPIRY", value_parser = parse_idle_expiry, global = true)]
+    pub device_idle_expiry: Option<Duration>,
     /// Most live tokens one user may hold.
     #[arg(long, env = "MULTITOKEN_MAX_TOKENS_PER_USER", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
@@ -268,4 +272,15 @@ impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(***)")
     }
+}
+
+/// A duration of whole days between one and `policy::IDLE_EXPIRY_MAX_DAYS`.
+fn parse_idle_expiry(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    let days = duration.as_secs() / 86_400;
+    let max = u64::from(crate::services::tokens::policy::IDLE_EXPIRY_MAX_DAYS);
+    if duration.as_secs() % 86_400 != 0 || !(1..=max).contains(&days) {
+        return Err(format!("must be whole days, 1d to {max}d"));
+    }
+    Ok(duration)
 }

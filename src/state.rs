@@ -39,6 +39,9 @@ pub fn policy_from(settings: &Settings) -> Policy {
         session_ttl: settings.session_ttl,
         max_tokens_per_user: settings.max_tokens_per_user,
         token_on_signup: settings.token_on_signup,
+        device_idle_expiry_days: settings
+            .device_idle_expiry
+            .and_then(|idle| u32::try_from(idle.as_secs() / 86_400).ok()),
     }
 }
 

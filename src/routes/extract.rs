@@ -9,8 +9,10 @@ use std::{
 
 use futures_util::future::{Either, LocalBoxFuture};
 
+use super::middleware::TokenExpiry;
+
 use actix_web::{
-    FromRequest, HttpRequest,
+    FromRequest, HttpMessage, HttpRequest,
     dev::Payload,
     http::header::{self, HeaderValue},
     web,
@@ -184,8 +186,24 @@ pub(crate) async fn authenticate(
         address: address.0,
         writes,
         scopes,
+        agent: user_agent(req),
     });
     Ok(state.verifier.verify_digest(&digest, &attempt).await?)
+}
+
+/// The request's `User-Agent`, when it is text.
+pub fn user_agent(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+}
+
+/// An expiring token's answers say when it expires (`X-Token-Expires-At`, added by the
+/// middleware); a token that never expires costs nothing here.
+fn note_expiry(req: &HttpRequest, caller: &Authenticated) {
+    if let Some(at) = caller.token.expires_at {
+        req.extensions_mut().insert(TokenExpiry(at));
+    }
 }
 
 impl FromRequest for ApiUser {
@@ -205,22 +223,28 @@ impl FromRequest for ApiUser {
             address: address.0,
             writes,
             scopes: &[],
+            agent: user_agent(req),
         });
         if let Some(answer) = state.verifier.answer_now(&digest, &attempt) {
             return Either::Left(ready(
                 answer
-                    .map(|caller| ApiUser(caller, address))
+                    .map(|caller| {
+                        note_expiry(req, &caller);
+                        ApiUser(caller, address)
+                    })
                     .map_err(ApiError::from),
             ));
         }
-        let state = state.clone();
+        let (state, req) = (state.clone(), req.clone());
         Either::Right(Box::pin(async move {
             let attempt = Attempt::Use(Use {
                 address: address.0,
                 writes,
                 scopes: &[],
+                agent: user_agent(&req),
             });
             let caller = state.verifier.verify_digest(&digest, &attempt).await?;
+            note_expiry(&req, &caller);
             Ok(ApiUser(caller, address))
         }))
     }

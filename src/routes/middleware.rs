@@ -10,14 +10,17 @@ use std::{
 };
 
 use actix_web::{
-    Error,
+    Error, HttpMessage,
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     http::{
         Uri,
-        header::{self, HeaderMap, HeaderValue},
+        header::{self, HeaderMap, HeaderName, HeaderValue},
         uri::PathAndQuery,
     },
 };
+use chrono::{DateTime, Utc};
+
+use super::api::timestamp;
 
 /// Paths are matched without a trailing slash and with single slashes (`/api/me/` and
 /// `//api//me` are `/api/me`); every answer gets `nosniff` and, unless its handler chose one,
@@ -92,10 +95,27 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let expiry = response
+            .request()
+            .extensions()
+            .get::<TokenExpiry>()
+            .map(|e| e.0);
+        if let Some(at) = expiry
+            && let Ok(value) = HeaderValue::from_str(&timestamp::rfc3339(at))
+        {
+            response.headers_mut().insert(TOKEN_EXPIRES_AT, value);
+        }
         add_headers(response.headers_mut(), *this.https_only);
         Poll::Ready(Ok(response))
     }
 }
+
+/// Noted on a request authenticated with a token that expires (by `routes::extract`): its answer
+/// then says when, so a client can renew in time.
+#[derive(Clone, Copy)]
+pub struct TokenExpiry(pub DateTime<Utc>);
+
+const TOKEN_EXPIRES_AT: HeaderName = HeaderName::from_static("x-token-expires-at");
 
 fn add_headers(headers: &mut HeaderMap, https_only: bool) {
     if !headers.contains_key(header::CACHE_CONTROL) {

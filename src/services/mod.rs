@@ -15,6 +15,8 @@ pub struct Policy {
     pub session_ttl: Duration,
     pub max_tokens_per_user: u32,
     pub token_on_signup: bool,
+    /// The idle expiry a new device token gets unless its creator says otherwise.
+    pub device_idle_expiry_days: Option<u32>,
 }
 
 /// A field that failed validation, with a message fit to show the person who typed it.

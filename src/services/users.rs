@@ -424,6 +424,7 @@ pub async fn ensure_bootstrap_admin(
     // The bootstrap admin gets no signup token: its key would have nowhere safe to go.
     let policy = Policy {
         token_on_signup: false,
+        device_idle_expiry_days: None,
         ..policy.clone()
     };
     match create(db, revocations, &policy, &Actor::system(), new).await {

@@ -10,6 +10,7 @@ use crate::{
     auth::key::KeyDigest,
     entities::{tokens, users},
     services::tokens::policy::Policy,
+    verify::last_used::Client,
 };
 
 /// Why a presented key was refused. The HTTP layer turns each into the contract's fixed message.
@@ -172,6 +173,21 @@ pub struct Use<'a> {
     pub writes: bool,
     /// Scopes the request requires (forward-auth's `?scope=`).
     pub scopes: &'a [&'a str],
+    /// The request's `User-Agent`, shown to the owner as the last use's.
+    pub agent: Option<&'a str>,
+}
+
+impl Attempt<'_> {
+    /// Who makes the attempt, as the last use records it.
+    pub fn client(&self) -> Client<'_> {
+        match self {
+            Attempt::Inspect => Client::default(),
+            Attempt::Use(used) => Client {
+                address: used.address,
+                agent: used.agent,
+            },
+        }
+    }
 }
 
 /// What `admit` leaves to the verifier, which holds the database: pinning the token to its first

@@ -1,8 +1,10 @@
-//! `last_used_at` without a write per request: uses are noted in memory and written back in
-//! batches, at most one write per token per flush interval, and once more at shutdown.
+//! `last_used_at` (with the address and user agent of that use) without a write per request:
+//! uses are noted in memory and written back in batches, at most one write per token per flush
+//! interval, and once more at shutdown.
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{
         Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
@@ -26,7 +28,26 @@ const BATCH: usize = 500;
 /// and one cache line that every core takes in turn; each thread records into its own shard.
 const SHARDS: usize = 16;
 
-type Pending = HashMap<Uuid, DateTime<Utc>>;
+type Pending = HashMap<Uuid, Seen>;
+
+/// The newest use of a token: when, from where, by what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub at: DateTime<Utc>,
+    pub address: Option<IpAddr>,
+    pub agent: Option<Box<str>>,
+}
+
+/// User agents are kept to this many bytes: enough to tell clients apart, and a client cannot
+/// make every noted use large.
+const AGENT_MAX_BYTES: usize = 256;
+
+/// Who made a use: borrowed from the request, copied only when it differs from the last noted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Client<'a> {
+    pub address: Option<IpAddr>,
+    pub agent: Option<&'a str>,
+}
 
 /// One shard, on cache lines of its own (so that two shards never share one).
 #[repr(align(128))]
@@ -62,17 +83,58 @@ impl Default for LastUsed {
     }
 }
 
-fn note(pending: &mut Pending, token: Uuid, at: DateTime<Utc>) {
-    let last = pending.entry(token).or_insert(at);
-    if *last < at {
-        *last = at;
+fn note(pending: &mut Pending, token: Uuid, at: DateTime<Utc>, client: Client<'_>) {
+    let agent = client.agent.map(truncated);
+    match pending.get_mut(&token) {
+        Some(seen) if seen.at >= at => {}
+        Some(seen) => {
+            seen.at = at;
+            // A use by no known client (introspection) leaves the last known one shown.
+            if client.address.is_some() || agent.is_some() {
+                seen.address = client.address;
+                if seen.agent.as_deref() != agent {
+                    seen.agent = agent.map(Box::from);
+                }
+            }
+        }
+        None => {
+            pending.insert(
+                token,
+                Seen {
+                    at,
+                    address: client.address,
+                    agent: agent.map(Box::from),
+                },
+            );
+        }
     }
 }
 
+/// Merges a noted use into `pending` (newest wins).
+fn merge(pending: &mut Pending, token: Uuid, seen: &Seen) {
+    let client = Client {
+        address: seen.address,
+        agent: seen.agent.as_deref(),
+    };
+    note(pending, token, seen.at, client);
+}
+
+/// At most `AGENT_MAX_BYTES`, cut at a character boundary.
+fn truncated(agent: &str) -> &str {
+    if agent.len() <= AGENT_MAX_BYTES {
+        return agent;
+    }
+    let mut end = AGENT_MAX_BYTES;
+    while !agent.is_char_boundary(end) {
+        end -= 1;
+    }
+    &agent[..end]
+}
+
 impl LastUsed {
-    pub fn record(&self, token: Uuid, at: DateTime<Utc>) {
+    pub fn record(&self, token: Uuid, at: DateTime<Utc>, client: Client<'_>) {
         let shard = SHARD.with(|shard| *shard);
-        note(&mut self.shards[shard].lock(), token, at);
+        note(&mut self.shards[shard].lock(), token, at, client);
     }
 
     /// Shows uses not yet written in `listed`, so a listing is as fresh as this instance knows.
@@ -82,10 +144,12 @@ impl LastUsed {
             return;
         }
         for token in listed {
-            if let Some(&at) = pending.get(&token.id)
-                && token.last_used_at.is_none_or(|written| written < at)
+            if let Some(seen) = pending.get(&token.id)
+                && token.last_used_at.is_none_or(|written| written < seen.at)
             {
-                token.last_used_at = Some(at);
+                token.last_used_at = Some(seen.at);
+                token.last_used_ip = seen.address.map(|ip| ip.to_string());
+                token.last_used_user_agent = seen.agent.as_deref().map(str::to_owned);
             }
         }
     }
@@ -94,8 +158,8 @@ impl LastUsed {
     fn snapshot(&self) -> Pending {
         let mut all = Pending::new();
         for shard in &self.shards {
-            for (&token, &at) in shard.lock().iter() {
-                note(&mut all, token, at);
+            for (&token, seen) in shard.lock().iter() {
+                merge(&mut all, token, seen);
             }
         }
         all
@@ -105,8 +169,8 @@ impl LastUsed {
     fn take_all(&self) -> Pending {
         let mut all = Pending::new();
         for shard in &self.shards {
-            for (token, at) in std::mem::take(&mut *shard.lock()) {
-                note(&mut all, token, at);
+            for (token, seen) in std::mem::take(&mut *shard.lock()) {
+                merge(&mut all, token, &seen);
             }
         }
         all
@@ -118,12 +182,14 @@ impl LastUsed {
     where
         C: ConnectionTrait + TransactionTrait,
     {
-        let taken: Vec<(Uuid, DateTime<Utc>)> = self.take_all().into_iter().collect();
+        let taken: Vec<(Uuid, Seen)> = self.take_all().into_iter().collect();
         let mut written = 0;
         for (index, batch) in taken.chunks(BATCH).enumerate() {
             if let Err(e) = write(db, batch).await {
-                for &(token, at) in &taken[index * BATCH..] {
-                    self.record(token, at);
+                let shard = SHARD.with(|shard| *shard);
+                let mut kept = self.shards[shard].lock();
+                for (token, seen) in &taken[index * BATCH..] {
+                    merge(&mut kept, *token, seen);
                 }
                 return Err(e);
             }
@@ -133,17 +199,26 @@ impl LastUsed {
     }
 }
 
-async fn write<C>(db: &C, batch: &[(Uuid, DateTime<Utc>)]) -> Result<(), DbErr>
+async fn write<C>(db: &C, batch: &[(Uuid, Seen)]) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
-    for &(token, at) in batch {
+    for (token, seen) in batch {
+        let at = seen.at;
         // Never backwards: another instance may have written a later use meanwhile. A token
         // deleted meanwhile matches no row, which is fine.
         tokens::Entity::update_many()
             .col_expr(tokens::Column::LastUsedAt, Expr::value(at))
-            .filter(tokens::Column::Id.eq(token))
+            .col_expr(
+                tokens::Column::LastUsedIp,
+                Expr::value(seen.address.map(|ip| ip.to_string())),
+            )
+            .col_expr(
+                tokens::Column::LastUsedUserAgent,
+                Expr::value(seen.agent.as_deref().map(str::to_owned)),
+            )
+            .filter(tokens::Column::Id.eq(*token))
             .filter(
                 Condition::any()
                     .add(tokens::Column::LastUsedAt.is_null())
@@ -211,7 +286,13 @@ mod tests {
         std::thread::scope(|scope| {
             for i in 0..(SHARDS as i64 + 3) {
                 let last_used = &last_used;
-                scope.spawn(move || last_used.record(id, start + chrono::TimeDelta::seconds(i)));
+                let client = Client {
+                    address: Some(IpAddr::from([192, 0, 2, i as u8])),
+                    agent: Some("thermostat/1.0"),
+                };
+                scope.spawn(move || {
+                    last_used.record(id, start + chrono::TimeDelta::seconds(i), client)
+                });
             }
         });
         let newest = start + chrono::TimeDelta::seconds(SHARDS as i64 + 2);
@@ -222,10 +303,28 @@ mod tests {
             Some(newest),
             "the newest use is shown"
         );
+        assert_eq!(
+            listed[0].last_used_ip.as_deref(),
+            Some(format!("192.0.2.{}", SHARDS + 2).as_str()),
+            "with the newest use's address"
+        );
+        assert_eq!(
+            listed[0].last_used_user_agent.as_deref(),
+            Some("thermostat/1.0")
+        );
         assert_eq!(listed[1].last_used_at, None, "an unused token shows none");
         let taken = last_used.take_all();
         assert_eq!(taken.len(), 1, "one entry per token, across shards");
-        assert_eq!(taken[&id], newest);
+        assert_eq!(taken[&id].at, newest);
         assert!(last_used.take_all().is_empty(), "taken uses are gone");
+    }
+
+    #[test]
+    fn a_long_user_agent_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(AGENT_MAX_BYTES);
+        let cut = truncated(&long);
+        assert!(cut.len() <= AGENT_MAX_BYTES && cut.len() >= AGENT_MAX_BYTES - 1);
+        assert!(long.starts_with(cut));
+        assert_eq!(truncated("curl/8"), "curl/8");
     }
 }

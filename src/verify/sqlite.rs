@@ -157,6 +157,7 @@ mod tests {
             session_ttl: Duration::from_secs(3600),
             max_tokens_per_user: 10,
             token_on_signup: false,
+            device_idle_expiry_days: None,
         };
         let new = user_service::NewUser {
             username: user_service::Username::parse("Zoë").unwrap(),

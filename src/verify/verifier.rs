@@ -215,7 +215,7 @@ impl Verifier {
             .and_then(|entry| checks::admit(&entry, attempt).map(|pending| (entry, pending)));
         Some(match admitted {
             Ok((entry, pending)) if pending == Pending::default() => {
-                self.last_used.record(entry.token.id, at);
+                self.last_used.record(entry.token.id, at, attempt.client());
                 Ok(entry)
             }
             Ok(_) => return None,
@@ -258,7 +258,8 @@ impl Verifier {
             log::debug!("token {} refused: no uses left", entry.token.id);
             return Err(AuthError::Invalid);
         }
-        self.last_used.record(entry.token.id, Utc::now());
+        self.last_used
+            .record(entry.token.id, Utc::now(), attempt.client());
         Ok(entry)
     }
 

@@ -47,6 +47,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         session_ttl: Duration::from_secs(24 * 3600),
         max_tokens_per_user: 100,
         token_on_signup: false,
+        device_idle_expiry: None,
         admin_password: Some(ADMIN_PASSWORD.to_owned()),
         // Two workers, so that concurrent requests really run side by side.
         workers: std::num::NonZeroUsize::new(2),

@@ -15,6 +15,7 @@ on_both_backends!(
     uses_are_written_in_batches_after_the_flush_interval,
     uses_not_yet_written_are_written_at_a_graceful_stop,
     concurrent_writes_never_reach_a_client_as_an_error,
+    the_last_uses_address_and_user_agent_are_shown_and_written_with_it,
 );
 
 async fn written_last_use(app: &TestApp, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -105,6 +106,61 @@ async fn uses_not_yet_written_are_written_at_a_graceful_stop(backend: Backend) {
     assert!(
         row.last_used_at.is_some(),
         "a graceful stop writes the uses held in memory"
+    );
+    db.close().await.ok();
+}
+
+async fn the_last_uses_address_and_user_agent_are_shown_and_written_with_it(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.last_used_flush = Duration::from_secs(3600)
+    })
+    .await;
+    let session = app.create_user("alice", false).await;
+    let device = app.create_token(&session, "thermostat").await;
+    for agent in ["thermostat/1.0", "thermostat/2.1"] {
+        let response = app
+            .client
+            .get(app.url("/api/me/"))
+            .header("Authorization", format!("Token {}", device.key))
+            .header("User-Agent", agent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let listed: Value = app
+        .get("/api/tokens/", Some(&session))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let thermostat = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "thermostat")
+        .unwrap()
+        .clone();
+    assert_eq!(thermostat["last_used_ip"], "127.0.0.1", "{thermostat}");
+    assert_eq!(
+        thermostat["last_used_user_agent"], "thermostat/2.1",
+        "the newest use's agent, before any write: {thermostat}"
+    );
+    let id = device.id.clone();
+    let database = app.stop().await;
+    let db = sea_orm::Database::connect(database.url.as_str())
+        .await
+        .unwrap();
+    let row = tokens::Entity::find_by_id(id.parse::<uuid::Uuid>().unwrap())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.last_used_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        row.last_used_user_agent.as_deref(),
+        Some("thermostat/2.1"),
+        "written in the same batch as last_used_at"
     );
     db.close().await.ok();
 }

@@ -16,6 +16,8 @@ on_both_backends!(
     forward_auth_requires_scopes_and_refuses_read_only_writes,
     a_patch_changes_the_policy_for_the_very_next_request,
     introspection_shows_the_policy_and_takes_no_use,
+    answers_to_an_expiring_token_say_when_it_expires,
+    new_device_tokens_get_the_configured_idle_expiry_unless_told_otherwise,
 );
 
 /// Creates a device token with `policy` (merged into the request) and returns (id, key, answer).
@@ -379,5 +381,72 @@ async fn introspection_shows_the_policy_and_takes_no_use(backend: Backend) {
         app.me_status(&key).await,
         StatusCode::UNAUTHORIZED,
         "two uses, then none"
+    );
+}
+
+async fn answers_to_an_expiring_token_say_when_it_expires(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let session = app.create_user("alice", false).await;
+    let response = app.get("/api/me/", Some(&session)).await;
+    let header = response
+        .headers()
+        .get("x-token-expires-at")
+        .expect("a session token expires: the answer says when")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (_, me) = status_and_json(response).await;
+    let stated = chrono::DateTime::parse_from_rfc3339(&header).expect("RFC 3339");
+    let listed =
+        chrono::DateTime::parse_from_rfc3339(me["token"]["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(stated, listed, "the header is the token's expiry");
+    let device = app.create_token(&session, "thermostat").await;
+    let response = app.get("/api/me/", Some(&device.key)).await;
+    assert!(
+        response.headers().get("x-token-expires-at").is_none(),
+        "a token that never expires gets no such header"
+    );
+}
+
+async fn new_device_tokens_get_the_configured_idle_expiry_unless_told_otherwise(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.device_idle_expiry = Some(std::time::Duration::from_secs(90 * 86_400));
+    })
+    .await;
+    let owner = app.create_user("alice", false).await;
+    let (_, _, defaulted) = create(&app, &owner, "sensor", json!({})).await;
+    assert_eq!(defaulted["idle_expiry_days"], 90, "{defaulted}");
+    let (_, _, opted_out) = create(&app, &owner, "server", json!({"idle_expiry_days": null})).await;
+    assert_eq!(opted_out["idle_expiry_days"], Value::Null, "{opted_out}");
+    let (status, body) = status_and_json(
+        app.post(
+            "/api/non-expiring-token/",
+            None,
+            json!({"username": "alice", "password": crate::helpers::PASSWORD, "token_name": "car"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, listed) = status_and_json(app.get("/api/tokens/", Some(&owner)).await).await;
+    let car = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "car")
+        .unwrap()
+        .clone();
+    assert_eq!(car["idle_expiry_days"], 90, "every new device token: {car}");
+    let session = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "session")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        session["idle_expiry_days"],
+        Value::Null,
+        "not sessions: {session}"
     );
 }

@@ -52,7 +52,8 @@ pub struct NewTokenRequest {
 }
 
 impl NewTokenRequest {
-    fn validate(self) -> Result<NewToken, ApiError> {
+    /// `idle_by_default`: the idle expiry a device token gets when the request names none.
+    fn validate(self, idle_by_default: Option<u32>) -> Result<NewToken, ApiError> {
         let name = TokenName::parse(&self.name)?;
         let lifetime = match self.expires_in_days {
             None => Lifetime::Forever,
@@ -68,7 +69,7 @@ impl NewTokenRequest {
             max_uses: self.max_uses,
             metadata: self.metadata,
         }
-        .validate(None)
+        .validate(idle_by_default)
         .map_err(|problems| ApiError::InvalidFields(problems.into_problems()))?;
         Ok(NewToken::device(name, lifetime).with_access(access))
     }
@@ -172,7 +173,7 @@ pub async fn create_token(
     caller: ApiUser,
     body: JsonOrForm<NewTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.0.validate()?;
+    let request = body.0.validate(state.policy.device_idle_expiry_days)?;
     let issued = tokens::issue(
         &state.db,
         &state.revocations,

@@ -10,7 +10,10 @@ use super::session::{FlashLevel, WebSession};
 use crate::{
     error::ApiError,
     routes::pages::error::WebError,
-    routes::{body::read_bounded, extract::ClientAddress},
+    routes::{
+        body::read_bounded,
+        extract::{ClientAddress, user_agent},
+    },
     services::{
         audit::Actor,
         now,
@@ -66,6 +69,7 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
         address: address.ip(),
         writes: false,
         scopes: &[],
+        agent: user_agent(&req),
     });
     let auth = match state.verifier.verify_text(&key, &browsing).await {
         Ok(auth) => auth,

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{EXPIRED_KEPT_FOR, IssuedToken, NewToken, TokenError, live_at, record_removed};
+use super::{EXPIRED_KEPT_FOR, IssuedToken, NewToken, TokenError, live_at, policy, record_removed};
 use crate::{
     auth::key::{KEY_PREFIX, TokenKey},
     entities::{
@@ -103,7 +103,14 @@ pub async fn issue_in(
         let excess = live + 1 - max;
         evicted = evict_oldest_sessions(txn, policy, actor, user, &new, at, excess).await?;
     }
-    let stored = new.access.encode();
+    let access = match (&new.access, new.kind) {
+        (Some(access), _) => access.clone(),
+        (None, TokenKind::Device) => {
+            policy::Policy::idle_by_default(policy.device_idle_expiry_days)
+        }
+        (None, TokenKind::Session) => policy::Policy::default(),
+    };
+    let stored = access.encode();
     let token = tokens::ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user.id),

@@ -67,8 +67,9 @@ pub struct NewToken {
     /// A web sign-in may go one over the limit when device tokens alone fill it, so that the
     /// owner can still sign in and delete one.
     pub may_exceed_device_limit: bool,
-    /// What the token may do, from where, how often.
-    pub access: policy::Policy,
+    /// What the token may do, from where, how often; `None`: the deployment's defaults (a device
+    /// token then gets `MULTITOKEN_DEVICE_IDLE_EXPIRY`).
+    pub access: Option<policy::Policy>,
 }
 
 impl NewToken {
@@ -80,7 +81,7 @@ impl NewToken {
             kind: TokenKind::Session,
             lifetime: Lifetime::from_duration(policy.session_ttl),
             may_exceed_device_limit: false,
-            access: policy::Policy::default(),
+            access: None,
         }
     }
 
@@ -100,13 +101,16 @@ impl NewToken {
             kind: TokenKind::Device,
             lifetime,
             may_exceed_device_limit: false,
-            access: policy::Policy::default(),
+            access: None,
         }
     }
 
     /// The same token with `access` as its policy.
     pub fn with_access(self, access: policy::Policy) -> NewToken {
-        NewToken { access, ..self }
+        NewToken {
+            access: Some(access),
+            ..self
+        }
     }
 }
 

@@ -470,6 +470,15 @@ impl StoredPolicy {
 }
 
 impl Policy {
+    /// Today's behaviour, with the deployment's idle expiry for new device tokens (already
+    /// checked when the setting was read).
+    pub fn idle_by_default(days: Option<u32>) -> Policy {
+        Policy {
+            idle_expiry_days: days.map(|days| days.clamp(1, IDLE_EXPIRY_MAX_DAYS)),
+            ..Policy::default()
+        }
+    }
+
     /// The policy of a row.
     pub fn of(token: &tokens::Model) -> Policy {
         Policy::decode(StoredPolicy::of(token), token.id)
