@@ -23,7 +23,9 @@ use crate::{
         users::{self, Bootstrap},
     },
     state::{AppState, policy_from, throttle_config},
-    verify::{Revocations, Verifier, VerifierConfig, last_used, lookup::Lookup, revocations},
+    verify::{
+        Revocations, Verifier, VerifierConfig, last_used, lookup::Lookup, refusals, revocations,
+    },
 };
 
 pub struct Application {
@@ -71,6 +73,11 @@ impl Background {
                 verifier.last_used().clone(),
                 db.clone(),
             )),
+            tokio::spawn(refusals::write_every(
+                settings.last_used_flush,
+                verifier.refusals().clone(),
+                db.clone(),
+            )),
         ];
         if on_postgres && settings.verify_cache > 0 {
             tasks.push(tokio::spawn(revocations::listen(
@@ -95,6 +102,9 @@ impl Background {
         let written = match connect(&self.database_url).await {
             Ok(db) => {
                 let written = self.verifier.last_used().flush(&db).await;
+                if let Err(e) = self.verifier.refusals().write(&db).await {
+                    log::warn!("stopped; could not record refused token uses: {e}");
+                }
                 db.close().await.ok();
                 written
             }

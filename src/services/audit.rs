@@ -67,6 +67,7 @@ impl Actor {
 pub enum Action {
     TokenCreated,
     TokenUpdated,
+    TokenRefused,
     TokenRevoked,
     TokenExpired,
     TokenPruned,
@@ -79,9 +80,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::TokenCreated,
         Action::TokenUpdated,
+        Action::TokenRefused,
         Action::TokenRevoked,
         Action::TokenExpired,
         Action::TokenPruned,
@@ -98,6 +100,7 @@ impl Action {
         match self {
             Action::TokenCreated => "token.created",
             Action::TokenUpdated => "token.updated",
+            Action::TokenRefused => "token.refused",
             Action::TokenRevoked => "token.revoked",
             Action::TokenExpired => "token.expired",
             Action::TokenPruned => "token.pruned",

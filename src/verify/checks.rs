@@ -133,14 +133,9 @@ pub fn accept(
         log::debug!("token {} refused: user {} inactive", token.id, user.id);
         return Err(AuthError::InactiveUser);
     }
-    // What depends on the token alone is checked here, before the answer is cached; what depends
-    // on the request (address, method, scopes, uses) in `admit`, on every request.
+    // The policy is read here, once per lookup; it is checked in `admit`, on every request (idle
+    // expiry too, so that its refusals are recorded like the others').
     let access = Policy::of(&token);
-    let last_active = token.last_used_at.unwrap_or(token.created_at);
-    if access.is_idle_expired(last_active, Utc::now()) {
-        log::debug!("token {} refused: unused too long", token.id);
-        return Err(AuthError::Expired);
-    }
     // Skeletons only matter when names are created: both lookups leave them out alike.
     let user = users::Model {
         password_hash: String::new(),
@@ -198,30 +193,85 @@ pub struct Pending {
     pub take_use: bool,
 }
 
-/// The request-dependent checks, run on every request on the cached answer (no I/O): networks,
-/// read-only, scopes; in that order, so a key used from the wrong place says only "invalid".
-pub fn admit(verified: &Verified, attempt: &Attempt<'_>) -> Result<Pending, AuthError> {
+/// Why a token's policy refused an attempt: told to the client only as the contract's error,
+/// recorded for the owner (`refusals`) with its code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    OutsideNetworks,
+    PinnedElsewhere,
+    NoUsesLeft,
+    IdleExpired,
+    ReadOnly,
+    MissingScope,
+}
+
+impl Refusal {
+    /// The reason as the audit log and the token page show it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::OutsideNetworks => "outside its allowed networks",
+            Refusal::PinnedElsewhere => "pinned to another address",
+            Refusal::NoUsesLeft => "no uses left",
+            Refusal::IdleExpired => "unused too long",
+            Refusal::ReadOnly => "read-only token, a write",
+            Refusal::MissingScope => "missing scope",
+        }
+    }
+
+    /// What the client is told.
+    pub fn error(self) -> AuthError {
+        match self {
+            Refusal::OutsideNetworks | Refusal::PinnedElsewhere | Refusal::NoUsesLeft => {
+                AuthError::Invalid
+            }
+            Refusal::IdleExpired => AuthError::Expired,
+            Refusal::ReadOnly => AuthError::ReadOnly,
+            Refusal::MissingScope => AuthError::InsufficientScope,
+        }
+    }
+}
+
+/// The request-dependent checks, run on every request on the cached answer (no I/O): idle
+/// expiry, networks, read-only, scopes, uses left; in that order, so a key used from the wrong
+/// place says only "invalid".
+pub fn admit(
+    verified: &Verified,
+    attempt: &Attempt<'_>,
+    at: DateTime<Utc>,
+) -> Result<Pending, Refusal> {
+    let access = &verified.access;
+    if access.idle_expiry_days().is_some() {
+        let last_active = verified
+            .token
+            .last_used_at
+            .unwrap_or(verified.token.created_at);
+        if access.is_idle_expired(last_active, at) {
+            return Err(Refusal::IdleExpired);
+        }
+    }
     let Attempt::Use(used) = attempt else {
         return Ok(Pending::default());
     };
-    let access = &verified.access;
     let mut pending = Pending::default();
     if access.awaits_pin() {
         // No address to pin to cannot be let through: the pin is the token's only network.
-        pending.pin_to = Some(used.address.ok_or(AuthError::Invalid)?);
+        pending.pin_to = Some(used.address.ok_or(Refusal::OutsideNetworks)?);
     } else if !access.allows(used.address) {
-        log::debug!("token {} refused: outside its networks", verified.token.id);
-        return Err(AuthError::Invalid);
+        return Err(if access.pin_ip() {
+            Refusal::PinnedElsewhere
+        } else {
+            Refusal::OutsideNetworks
+        });
     }
     if used.writes && access.read_only() {
-        return Err(AuthError::ReadOnly);
+        return Err(Refusal::ReadOnly);
     }
     if !access.has_scopes(used.scopes) {
-        return Err(AuthError::InsufficientScope);
+        return Err(Refusal::MissingScope);
     }
     if let Some(remaining) = access.remaining_uses() {
         if remaining == 0 {
-            return Err(AuthError::Invalid);
+            return Err(Refusal::NoUsesLeft);
         }
         pending.take_use = true;
     }

@@ -14,6 +14,7 @@ pub mod direct;
 pub mod last_used;
 pub mod lookup;
 pub mod postgres;
+pub mod refusals;
 pub mod revocations;
 pub mod sqlite;
 pub mod verifier;

@@ -35,9 +35,10 @@ use thread_local::ThreadLocal;
 use uuid::Uuid;
 
 use super::{
-    checks::{self, Attempt, AuthError, Authenticated, Pending},
+    checks::{self, Attempt, AuthError, Authenticated, Pending, Refusal},
     last_used::LastUsed,
     lookup::Lookup,
+    refusals::Refusals,
 };
 use crate::{
     auth::key::{KeyDigest, TokenKey},
@@ -126,6 +127,7 @@ pub struct Verifier {
     trusted: AtomicBool,
     lookup: Lookup,
     last_used: Arc<LastUsed>,
+    refusals: Arc<Refusals>,
 }
 
 impl Verifier {
@@ -149,11 +151,17 @@ impl Verifier {
             trusted: AtomicBool::new(!needs_listener),
             lookup,
             last_used: Arc::default(),
+            refusals: Arc::default(),
         }
     }
 
     pub fn last_used(&self) -> &Arc<LastUsed> {
         &self.last_used
+    }
+
+    /// Attempts refused by tokens' policies, waiting to be recorded.
+    pub fn refusals(&self) -> &Arc<Refusals> {
+        &self.refusals
     }
 
     /// The digest of a key given as text (an `Authorization` header, an introspection request,
@@ -211,10 +219,12 @@ impl Verifier {
         }
         drop(near);
         let at = Utc::now();
-        let admitted = checks::unexpired(entry, at)
-            .and_then(|entry| checks::admit(&entry, attempt).map(|pending| (entry, pending)));
-        Some(match admitted {
-            Ok((entry, pending)) if pending == Pending::default() => {
+        let entry = match checks::unexpired(entry, at) {
+            Ok(entry) => entry,
+            Err(expired) => return Some(Err(expired)),
+        };
+        Some(match self.admit(&entry, attempt, at) {
+            Ok(pending) if pending == Pending::default() => {
                 self.last_used.record(entry.token.id, at, attempt.client());
                 Ok(entry)
             }
@@ -235,7 +245,7 @@ impl Verifier {
             return answer;
         }
         let entry = self.find(digest).await?;
-        let mut pending = checks::admit(&entry, attempt)?;
+        let mut pending = self.admit(&entry, attempt, Utc::now())?;
         let entry = match pending.pin_to {
             None => entry,
             Some(address) => {
@@ -247,7 +257,7 @@ impl Verifier {
                 // again against it as it is now.
                 self.invalidate(Revocation::Token(entry.token.id));
                 let entry = self.find(digest).await?;
-                pending = checks::admit(&entry, attempt)?;
+                pending = self.admit(&entry, attempt, Utc::now())?;
                 if pending.pin_to.is_some() {
                     return Err(AuthError::Invalid);
                 }
@@ -255,12 +265,35 @@ impl Verifier {
             }
         };
         if pending.take_use && !self.lookup.take_use(entry.token.id).await? {
-            log::debug!("token {} refused: no uses left", entry.token.id);
-            return Err(AuthError::Invalid);
+            return Err(self.refused(&entry, Refusal::NoUsesLeft, attempt, Utc::now()));
         }
         self.last_used
             .record(entry.token.id, Utc::now(), attempt.client());
         Ok(entry)
+    }
+
+    /// `checks::admit`, with a refusal recorded for the token's owner.
+    fn admit(
+        &self,
+        entry: &Authenticated,
+        attempt: &Attempt<'_>,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<Pending, AuthError> {
+        checks::admit(entry, attempt, at)
+            .map_err(|refusal| self.refused(entry, refusal, attempt, at))
+    }
+
+    fn refused(
+        &self,
+        entry: &Authenticated,
+        refusal: Refusal,
+        attempt: &Attempt<'_>,
+        at: chrono::DateTime<Utc>,
+    ) -> AuthError {
+        log::debug!("token {} refused: {}", entry.token.id, refusal.code());
+        self.refusals
+            .note(entry, refusal, attempt.client().address, at);
+        refusal.error()
     }
 
     /// The answer for a digest, unexpired, before the request's own checks: through the shared

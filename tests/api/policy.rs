@@ -18,6 +18,7 @@ on_both_backends!(
     introspection_shows_the_policy_and_takes_no_use,
     answers_to_an_expiring_token_say_when_it_expires,
     new_device_tokens_get_the_configured_idle_expiry_unless_told_otherwise,
+    refused_attempts_are_recorded_once_a_minute_per_reason_and_address,
 );
 
 /// Creates a device token with `policy` (merged into the request) and returns (id, key, answer).
@@ -449,4 +450,78 @@ async fn new_device_tokens_get_the_configured_idle_expiry_unless_told_otherwise(
         Value::Null,
         "not sessions: {session}"
     );
+}
+
+async fn refused_attempts_are_recorded_once_a_minute_per_reason_and_address(backend: Backend) {
+    use multitoken::entities::audit_events;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let app = spawn_app_with(backend, |settings| {
+        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        settings.last_used_flush = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    let owner = app.create_user("alice", false).await;
+    let (id, key, _) = create(
+        &app,
+        &owner,
+        "ci",
+        json!({"allowed_ips": ["203.0.113.0/24"], "read_only": true}),
+    )
+    .await;
+    // Recording is per clock minute: start early in one, so the attempts below share it.
+    let second = chrono::Timelike::second(&chrono::Utc::now());
+    if second > 45 {
+        tokio::time::sleep(std::time::Duration::from_secs(u64::from(61 - second))).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            me_from(&app, &key, "198.51.100.1").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        me_from(&app, &key, "198.51.100.2").await,
+        StatusCode::UNAUTHORIZED
+    );
+    for _ in 0..5 {
+        let response = app
+            .client
+            .post(app.url("/api/tokens/"))
+            .header("Authorization", format!("Token {key}"))
+            .header("X-Forwarded-For", "203.0.113.9")
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(me_from(&app, &key, "203.0.113.9").await, StatusCode::OK);
+    // Written in batches: the stop writes what is held.
+    let database = app.stop().await;
+    let db = sea_orm::Database::connect(database.url.as_str())
+        .await
+        .unwrap();
+    let events = audit_events::Entity::find()
+        .filter(audit_events::Column::Action.eq("token.refused"))
+        .all(&db)
+        .await
+        .unwrap();
+    let mut details: Vec<String> = events
+        .iter()
+        .map(|event| {
+            assert_eq!(event.target_id.map(|t| t.to_string()), Some(id.clone()));
+            event.detail.clone().unwrap_or_default()
+        })
+        .collect();
+    details.sort();
+    assert_eq!(
+        details,
+        [
+            "outside its allowed networks (from 198.51.100.1)",
+            "outside its allowed networks (from 198.51.100.2)",
+            "read-only token, a write (from 203.0.113.9)",
+        ],
+        "one event per reason and address in the minute, however many attempts"
+    );
+    db.close().await.ok();
 }
