@@ -16,7 +16,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, IssuedKey, TestApp, spawn_app_with, status_and_json};
 
 /// An nginx process in a temporary prefix, stopped with the test. It runs without a master
 /// process, so killing it leaves no worker behind.
@@ -141,6 +141,7 @@ async fn start_backend(hits: Arc<AtomicUsize>) -> u16 {
                 "token_id": header("X-Auth-Token-Id"),
                 "token_name": header("X-Auth-Token-Name"),
                 "admin": header("X-Auth-Admin"),
+                "scopes": header("X-Auth-Scopes"),
                 "authorization": header("Authorization"),
             });
             async move { HttpResponse::Ok().json(echo) }
@@ -164,7 +165,11 @@ async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
         eprintln!("nginx is not installed: nginx integration test skipped");
         return;
     };
-    let app = spawn_app(Backend::Sqlite).await;
+    // nginx is a trusted proxy, as docs/nginx.conf asks: its X-Forwarded-For names the client.
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
     let session = app.create_user("alice", false).await;
     let device = app.create_token(&session, "Küche 1").await;
     let revoked = app.create_token(&session, "old").await;
@@ -235,4 +240,141 @@ async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
         2,
         "refused requests must not reach the backend"
     );
+}
+
+/// A device token with a policy, created through `POST /api/tokens/`.
+async fn token_with(app: &TestApp, owner: &str, name: &str, policy: Value) -> IssuedKey {
+    let mut body = policy;
+    body["name"] = json!(name);
+    let (status, created) =
+        status_and_json(app.post("/api/tokens/", Some(owner), body).await).await;
+    assert_eq!(status, StatusCode::CREATED, "create {name}: {created}");
+    IssuedKey {
+        id: created["id"].as_str().unwrap().to_owned(),
+        key: created["id_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn nginx_with_the_shipped_config_enforces_read_only_scopes_and_networks() {
+    let Some(binary) = nginx_binary() else {
+        assert!(
+            std::env::var_os("MULTITOKEN_REQUIRE_NGINX").is_none(),
+            "MULTITOKEN_REQUIRE_NGINX is set but nginx is not installed"
+        );
+        eprintln!("nginx is not installed: nginx integration test skipped");
+        return;
+    };
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let owner = app.create_user("alice", false).await;
+    let reader = token_with(&app, &owner, "reader", json!({"read_only": true})).await;
+    let billing = token_with(
+        &app,
+        &owner,
+        "billing",
+        json!({"scopes": ["billing", "orders"]}),
+    )
+    .await;
+    let local = token_with(&app, &owner, "local", json!({"allowed_ips": ["127.0.0.1"]})).await;
+    let remote = token_with(
+        &app,
+        &owner,
+        "remote",
+        json!({"allowed_ips": ["203.0.113.0/24"]}),
+    )
+    .await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let backend_port = start_backend(hits.clone()).await;
+    let multitoken_port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let nginx = Nginx::start(binary, multitoken_port, backend_port);
+    let client = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, key: &str| {
+        let request = client
+            .request(method.clone(), nginx.url(path))
+            .header("Authorization", format!("Token {key}"));
+        // A body on writes: the subrequest drops it, the backend still gets it.
+        let request = if method == reqwest::Method::GET {
+            request
+        } else {
+            request.body("payload")
+        };
+        request.send()
+    };
+
+    // Read-only: nginx sends the client's method as X-Original-Method.
+    let response = send(reqwest::Method::GET, "/thermostat", &reader.key)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "a read-only token reads: {}",
+        nginx.error_log()
+    );
+    for method in [reqwest::Method::POST, reqwest::Method::DELETE] {
+        let response = send(method.clone(), "/thermostat", &reader.key)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "a read-only token may not {method} through nginx"
+        );
+    }
+    let response = send(reqwest::Method::POST, "/thermostat", &billing.key)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "a full token writes");
+    assert_eq!(response.json::<Value>().await.unwrap()["body"], "payload");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "only the allowed requests reached the backend"
+    );
+
+    // /billing/ requires the scope `billing`.
+    let response = send(reqwest::Method::GET, "/billing/invoices", &billing.key)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.error_log());
+    let echo: Value = response.json().await.unwrap();
+    assert_eq!(echo["scopes"], "billing orders", "{echo}");
+    assert_eq!(echo["user"], "alice", "{echo}");
+    for (what, key) in [
+        ("a token without scopes", &reader.key),
+        ("another scope only", &local.key),
+    ] {
+        let response = send(reqwest::Method::GET, "/billing/invoices", key)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "{what} is kept out of /billing/"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+
+    // Networks: the client's address comes from nginx's X-Forwarded-For (nginx is trusted).
+    let response = send(reqwest::Method::GET, "/hello", &local.key)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "127.0.0.1 is allowed: {}",
+        nginx.error_log()
+    );
+    let response = send(reqwest::Method::GET, "/hello", &remote.key)
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "the client, 127.0.0.1, is outside 203.0.113.0/24"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
