@@ -7,6 +7,7 @@ mod m20261129_000003_create_audit_events;
 mod m20261129_000004_create_login_attempts;
 mod m20261202_000005_add_name_skeletons;
 mod m20261202_000006_add_token_policy;
+mod m20261202_000007_index_audit_events_by_target;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_create_login_attempts::Migration),
             Box::new(m20261202_000005_add_name_skeletons::Migration),
             Box::new(m20261202_000006_add_token_policy::Migration),
+            Box::new(m20261202_000007_index_audit_events_by_target::Migration),
         ]
     }
 }

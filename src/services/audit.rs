@@ -2,7 +2,8 @@
 //! same transaction as the change it records, so the log and the data cannot disagree.
 
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -238,6 +239,24 @@ pub async fn page(
         .order_by_desc(audit_events::Column::Id)
         .limit(limit)
         .offset(offset)
+        .all(db)
+        .await
+}
+
+/// The newest `limit` events of one kind about one token, newest first.
+pub async fn about_token(
+    db: &impl ConnectionTrait,
+    token: Uuid,
+    action: Action,
+    limit: u64,
+) -> Result<Vec<audit_events::Model>, DbErr> {
+    audit_events::Entity::find()
+        .filter(audit_events::Column::TargetType.eq("token"))
+        .filter(audit_events::Column::TargetId.eq(token))
+        .filter(audit_events::Column::Action.eq(action.code()))
+        .order_by_desc(audit_events::Column::OccurredAt)
+        .order_by_desc(audit_events::Column::Id)
+        .limit(limit)
         .all(db)
         .await
 }

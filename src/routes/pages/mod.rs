@@ -1,6 +1,7 @@
 //! The web UI: server-rendered pages for people, behind a session cookie. Every state change is
 //! a POST form with a CSRF token, answered by a 303 redirect and a flash message.
 
+pub mod access;
 pub mod account;
 pub mod admin;
 pub mod assets;
@@ -9,6 +10,7 @@ pub mod extract;
 pub mod format;
 pub mod session;
 pub mod sign_in;
+pub mod token;
 pub mod tokens;
 
 use actix_session::{
@@ -204,6 +206,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .service(tokens::tokens_page)
                 .service(tokens::create_token)
                 .service(tokens::delete_token_page)
+                .service(token::token_page)
+                .service(token::change_token)
                 .service(tokens::delete_token)
                 .service(account::password_page)
                 .service(account::change_password)

@@ -1,5 +1,5 @@
-//! `/tokens`: the signed-in user's own tokens — list, create a named device token (its key shown
-//! once), delete with a confirmation step.
+//! `/tokens`: the signed-in user's own tokens — list, create a named device token with its access
+//! (its key shown once), delete with a confirmation step. One token's own page is `token.rs`.
 
 use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::session::FlashLevel;
 use super::{
-    Layout, RevealedKey, back_with, done,
+    Layout, RevealedKey,
+    access::{AccessForm, Mark, marks},
+    back_with, done,
     extract::{CsrfForm, SignedIn},
     format, render, see_other,
 };
@@ -18,7 +20,7 @@ use crate::{
     routes::pages::error::WebError,
     services::{
         Invalid, now,
-        tokens::{self, Lifetime, NewToken, Removal, TokenName},
+        tokens::{self, Lifetime, NewToken, Removal, TokenName, policy::Policy},
     },
     state::AppState,
     verify::checks,
@@ -41,11 +43,15 @@ pub struct TokenRow {
     pub is_current: bool,
     /// The owner's username (admin listing only).
     pub owner: String,
+    /// Read-only, network-bound, limited, expiring soon.
+    pub marks: Vec<Mark>,
 }
 
 impl TokenRow {
     pub fn new(token: Token, at: DateTime<Utc>, current: Option<Uuid>) -> TokenRow {
+        let marks = marks(&token, &Policy::of(&token), at);
         TokenRow {
+            marks,
             id: token.id,
             kind: token.kind.as_str(),
             prefix: token.key_prefix.clone(),
@@ -75,6 +81,8 @@ struct TokensPage {
     expiry_choices: [u32; 4],
     today: String,
     max_tokens: u32,
+    /// What the idle-expiry field starts with: the deployment's default for device tokens.
+    idle_default: String,
 }
 
 #[get("/tokens")]
@@ -105,6 +113,11 @@ async fn show_tokens(
         expiry_choices: EXPIRY_CHOICES,
         today: at.date_naive().to_string(),
         max_tokens: state.policy.max_tokens_per_user,
+        idle_default: state
+            .policy
+            .device_idle_expiry_days
+            .map(|days| days.to_string())
+            .unwrap_or_default(),
     })
 }
 
@@ -117,11 +130,17 @@ pub struct NewTokenForm {
     /// With `date`: the last day the token works (it expires at the end of that day, UTC).
     #[serde(default)]
     expires_on: String,
+    /// Empty: unlimited.
+    #[serde(default)]
+    max_uses: String,
+    #[serde(flatten)]
+    access: AccessForm,
 }
 
 impl NewTokenForm {
-    fn validate(self, at: DateTime<Utc>) -> Result<NewToken, Invalid> {
+    fn validate(self, at: DateTime<Utc>) -> Result<NewToken, tokens::TokenError> {
         let name = TokenName::parse(&self.name)?;
+        let access = self.access.creation(&self.max_uses)?.validate(None)?;
         let lifetime = match self.expires.as_str() {
             "" | "never" => Lifetime::Forever,
             "date" => {
@@ -137,7 +156,7 @@ impl NewTokenForm {
                 .ok_or_else(|| Invalid::new("expires", "is not one of the choices"))
                 .and_then(|days| Lifetime::in_days(days, "expires"))?,
         };
-        Ok(NewToken::device(name, lifetime))
+        Ok(NewToken::device(name, lifetime).with_access(access))
     }
 }
 
@@ -151,9 +170,7 @@ pub async fn create_token(
 ) -> Result<HttpResponse, WebError> {
     let request = match form.0.validate(now()) {
         Ok(request) => request,
-        Err(invalid) => {
-            return back_with(&user.session, "/tokens", tokens::TokenError::from(invalid));
-        }
+        Err(refusal) => return back_with(&user.session, "/tokens", refusal),
     };
     let issued = match tokens::issue(
         &state.db,
@@ -279,7 +296,34 @@ mod tests {
             name: "sensor".into(),
             expires: expires.into(),
             expires_on: expires_on.into(),
+            max_uses: String::new(),
+            access: AccessForm::default(),
         }
+    }
+
+    #[test]
+    fn the_whole_create_form_reads_with_its_access_fields() {
+        let at = DateTime::parse_from_rfc3339("2026-11-29T18:00:00Z")
+            .unwrap()
+            .to_utc();
+        let form: NewTokenForm = serde_urlencoded::from_str(
+            "csrf=x&name=ci&expires=never&expires_on=&access=read_only&scopes=deploy\
+             &allowed_ips=127.0.0.1&pin_ip=on&idle_expiry_days=&max_uses=3&description=",
+        )
+        .unwrap();
+        let error = form
+            .validate(at)
+            .err()
+            .expect("pin beside networks is refused");
+        assert!(error.to_string().contains("pin_ip"), "{error}");
+        let form: NewTokenForm = serde_urlencoded::from_str(
+            "name=ci&access=read_only&scopes=deploy&allowed_ips=127.0.0.1&max_uses=3",
+        )
+        .unwrap();
+        let access = form.validate(at).unwrap().access.unwrap();
+        assert!(access.read_only());
+        assert_eq!(access.remaining_uses(), Some(3));
+        assert_eq!(access.scopes(), ["deploy"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Every page and form: status, redirects, CSRF refusal, escaping, admin-only pages, key shown once.
 
 mod admin;
+mod policy;
 mod safety;
 mod sign_in;
 mod tokens;

@@ -1,0 +1,187 @@
+//! `/tokens/{id}`: one of the owner's tokens — its whole policy, its last use (time, address,
+//! user agent), the attempts its policy refused — and the form that changes its name and policy.
+
+use actix_web::{HttpResponse, get, post, web};
+use askama::Template;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{
+    Layout,
+    access::{AccessForm, networks},
+    back_with, done,
+    extract::{CsrfForm, SignedIn},
+    format, render,
+    tokens::TokenRow,
+};
+use crate::{
+    entities::audit_events,
+    routes::pages::error::WebError,
+    services::{
+        audit::{self, Action},
+        now,
+        tokens::{self, TokenChange, TokenError, TokenName, policy::Policy},
+    },
+    state::AppState,
+};
+
+/// Refused attempts shown on the page, newest first.
+const REFUSALS_SHOWN: u64 = 20;
+
+pub struct RefusedRow {
+    pub when: String,
+    pub when_exact: String,
+    pub reason: String,
+    pub address: String,
+}
+
+impl RefusedRow {
+    fn new(event: audit_events::Model, at: chrono::DateTime<chrono::Utc>) -> RefusedRow {
+        let address = event.client_address.unwrap_or_default();
+        let detail = event.detail.unwrap_or_default();
+        // The detail repeats the address for the log's readers; here it has its own column.
+        let reason = detail
+            .strip_suffix(&format!(" (from {address})"))
+            .unwrap_or(&detail)
+            .to_owned();
+        RefusedRow {
+            when: format::relative(event.occurred_at, at),
+            when_exact: format::exact(event.occurred_at),
+            reason,
+            address,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tokens/show.html")]
+struct TokenPage {
+    layout: Layout,
+    token: TokenRow,
+    description: String,
+    read_only: bool,
+    scopes: String,
+    /// The allowed networks as shown; empty means anywhere.
+    networks: String,
+    /// What the edit form's networks field holds: empty for a pinning token (its pinned
+    /// network is not the owner's to type; see `AccessForm::change`).
+    networks_field: String,
+    pin_ip: bool,
+    awaits_pin: bool,
+    idle_expiry_days: String,
+    remaining_uses: Option<i64>,
+    metadata: String,
+    last_used_address: String,
+    last_used_agent: String,
+    refused: Vec<RefusedRow>,
+}
+
+async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, WebError> {
+    let mut token = match tokens::find_own(&state.db, user.auth.user.id, id).await {
+        Ok(token) => token,
+        Err(TokenError::NotFound) => return Err(WebError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    state
+        .verifier
+        .last_used()
+        .overlay(std::iter::once(&mut token));
+    let at = now();
+    let refused = audit::about_token(&state.db, id, Action::TokenRefused, REFUSALS_SHOWN)
+        .await
+        .map_err(WebError::internal)?
+        .into_iter()
+        .map(|event| RefusedRow::new(event, at))
+        .collect();
+    let access = Policy::of(&token);
+    let metadata = serde_json::to_string_pretty(access.metadata()).unwrap_or_default();
+    Ok(TokenPage {
+        layout: Layout::signed_in(user, "tokens"),
+        description: access.description().to_owned(),
+        read_only: access.read_only(),
+        scopes: access.scopes().join(" "),
+        networks: networks(&access),
+        networks_field: if access.pin_ip() {
+            String::new()
+        } else {
+            networks(&access).replace(' ', "\n")
+        },
+        pin_ip: access.pin_ip(),
+        awaits_pin: access.awaits_pin(),
+        idle_expiry_days: access
+            .idle_expiry_days()
+            .map(|days| days.to_string())
+            .unwrap_or_default(),
+        remaining_uses: access.remaining_uses(),
+        metadata,
+        last_used_address: token.last_used_ip.clone().unwrap_or_default(),
+        last_used_agent: token.last_used_user_agent.clone().unwrap_or_default(),
+        refused,
+        token: TokenRow::new(token, at, Some(user.auth.token.id)),
+    })
+}
+
+#[get("/tokens/{id}")]
+pub async fn token_page(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, WebError> {
+    render(&find(&state, &user, *id).await?)
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    name: String,
+    /// A JSON object; empty is `{}`.
+    #[serde(default)]
+    metadata: String,
+    #[serde(flatten)]
+    access: AccessForm,
+}
+
+/// Saves the name and policy; every instance applies them from the next request on (the change
+/// is finished through `Revocations`, like a revocation).
+#[post("/tokens/{id}")]
+pub async fn change_token(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    id: web::Path<Uuid>,
+    form: CsrfForm<TokenForm>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let here = format!("/tokens/{id}");
+    let current = match tokens::find_own(&state.db, user.auth.user.id, id).await {
+        Ok(token) => Policy::of(&token),
+        Err(TokenError::NotFound) => return Err(WebError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let form = form.0;
+    let change = TokenName::parse(&form.name).and_then(|name| {
+        Ok(TokenChange {
+            name: Some(name),
+            access: form.access.change(&current, &form.metadata)?,
+        })
+    });
+    let change = match change {
+        Ok(change) => change,
+        Err(invalid) => return back_with(&user.session, &here, TokenError::from(invalid)),
+    };
+    let updated = tokens::update_own(
+        &state.db,
+        &state.revocations,
+        &user.actor(),
+        &user.auth.user,
+        id,
+        change,
+    )
+    .await;
+    match updated {
+        Ok(token) => Ok(done(
+            &user.session,
+            &here,
+            format!("Token \u{201c}{}\u{201d} saved.", token.name),
+        )),
+        Err(refusal) => back_with(&user.session, &here, refusal),
+    }
+}
