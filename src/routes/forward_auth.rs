@@ -33,14 +33,24 @@ const ADMIN_HEADER: &str = "X-Auth-Admin";
 #[utoipa::path(
     tag = "forward-auth",
     security(("token" = [])),
+    params(
+        ("scope" = Option<String>, Query, description = "a scope the protected location requires; repeat it (`?scope=a&scope=b`) to require several"),
+        ("X-Original-Method" = Option<String>, Header, description = "the method of the request being decided on (nginx); a read-only token may only GET, HEAD or OPTIONS"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "the same, as Traefik and Caddy send it"),
+    ),
     responses(
-        (status = 200, description = "the token is valid", headers(
+        (status = 200, description = "the token is valid and its policy lets the request through", headers(
             ("X-Auth-User" = String, description = "the owner's username, percent-encoded"),
             ("X-Auth-Token-Id" = String, description = "the token's id (UUID)"),
             ("X-Auth-Token-Name" = String, description = "the token's name, percent-encoded"),
             ("X-Auth-Admin" = String, description = "`true` or `false`"),
+            ("X-Auth-Token-Kind" = String, description = "`session` or `device`"),
+            ("X-Auth-Scopes" = String, description = "the token's scopes, space-separated"),
+            ("X-Auth-Read-Only" = String, description = "`true` or `false`"),
+            ("X-Auth-Expires-At" = String, description = "RFC 3339, only for a token that expires"),
         )),
-        (status = 401, description = "missing, malformed, unknown, revoked or expired token, or inactive user; a JSON body for GET, none for HEAD", body = ErrorResponse),
+        (status = 401, description = "missing, malformed, unknown, revoked or expired token, inactive user, or a use from outside the token's networks, pinned elsewhere or with no uses left; a JSON body for GET, none for HEAD", body = ErrorResponse),
+        (status = 403, description = "a read-only token and a writing method (`This token is read-only`), or a required scope missing (`Insufficient scope`, with `WWW-Authenticate: Bearer error=\"insufficient_scope\"`)", body = ErrorResponse),
     )
 )]
 #[route("/auth/verify", method = "GET", method = "HEAD")]

@@ -186,15 +186,6 @@ impl Verifier {
         self.verify_digest(&digest, attempt).await
     }
 
-    /// Checks a parsed key for `attempt`. The digest is computed once, here.
-    pub async fn verify(
-        &self,
-        key: &TokenKey,
-        attempt: &Attempt<'_>,
-    ) -> Result<Authenticated, AuthError> {
-        self.verify_digest(&key.digest(), attempt).await
-    }
-
     /// The answer without waiting, when this worker's own copy of recent hits holds a current
     /// one (checked exactly as a shared-cache hit is) and the attempt needs no database work
     /// (no use to take, no pin to set); `None` means ask [`Self::verify_digest`].

@@ -12,11 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, IssuedKey, TestApp, spawn_app_with, status_and_json};
+use crate::helpers::{Backend, spawn_app_with};
+use crate::upstream::{free_port, installed, start_backend, token_with};
 
 /// An nginx process in a temporary prefix, stopped with the test. It runs without a master
 /// process, so killing it leaves no worker behind.
@@ -31,25 +31,6 @@ impl Drop for Nginx {
         self.child.kill().ok();
         self.child.wait().ok();
     }
-}
-
-fn nginx_binary() -> Option<&'static str> {
-    ["nginx", "/usr/sbin/nginx"].into_iter().find(|binary| {
-        Command::new(binary)
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Nginx {
@@ -120,49 +101,9 @@ impl Nginx {
     }
 }
 
-/// The user's own backend: echoes what it was told about the caller and counts requests.
-async fn start_backend(hits: Arc<AtomicUsize>) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
-        let hits = hits.clone();
-        App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-            hits.fetch_add(1, Ordering::SeqCst);
-            let header = |name: &str| {
-                req.headers()
-                    .get(name)
-                    .map(|value| value.to_str().unwrap_or("(not text)").to_owned())
-            };
-            let echo = json!({
-                "method": req.method().as_str(),
-                "path": req.path(),
-                "body": String::from_utf8_lossy(&body),
-                "user": header("X-Auth-User"),
-                "token_id": header("X-Auth-Token-Id"),
-                "token_name": header("X-Auth-Token-Name"),
-                "admin": header("X-Auth-Admin"),
-                "scopes": header("X-Auth-Scopes"),
-                "authorization": header("Authorization"),
-            });
-            async move { HttpResponse::Ok().json(echo) }
-        }))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    port
-}
-
 #[tokio::test]
 async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_rest() {
-    let Some(binary) = nginx_binary() else {
-        assert!(
-            std::env::var_os("MULTITOKEN_REQUIRE_NGINX").is_none(),
-            "MULTITOKEN_REQUIRE_NGINX is set but nginx is not installed"
-        );
-        eprintln!("nginx is not installed: nginx integration test skipped");
+    let Some(binary) = installed(&["nginx", "/usr/sbin/nginx"], "MULTITOKEN_REQUIRE_NGINX") else {
         return;
     };
     // nginx is a trusted proxy, as docs/nginx.conf asks: its X-Forwarded-For names the client.
@@ -242,27 +183,9 @@ async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
     );
 }
 
-/// A device token with a policy, created through `POST /api/tokens/`.
-async fn token_with(app: &TestApp, owner: &str, name: &str, policy: Value) -> IssuedKey {
-    let mut body = policy;
-    body["name"] = json!(name);
-    let (status, created) =
-        status_and_json(app.post("/api/tokens/", Some(owner), body).await).await;
-    assert_eq!(status, StatusCode::CREATED, "create {name}: {created}");
-    IssuedKey {
-        id: created["id"].as_str().unwrap().to_owned(),
-        key: created["id_token"].as_str().unwrap().to_owned(),
-    }
-}
-
 #[tokio::test]
 async fn nginx_with_the_shipped_config_enforces_read_only_scopes_and_networks() {
-    let Some(binary) = nginx_binary() else {
-        assert!(
-            std::env::var_os("MULTITOKEN_REQUIRE_NGINX").is_none(),
-            "MULTITOKEN_REQUIRE_NGINX is set but nginx is not installed"
-        );
-        eprintln!("nginx is not installed: nginx integration test skipped");
+    let Some(binary) = installed(&["nginx", "/usr/sbin/nginx"], "MULTITOKEN_REQUIRE_NGINX") else {
         return;
     };
     let app = spawn_app_with(Backend::Sqlite, |settings| {

@@ -6,7 +6,8 @@ pub mod timestamp;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use ipnet::IpNet;
+use serde::{Serialize, Serializer, ser::SerializeStruct};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -69,6 +70,43 @@ impl From<&Policy> for AccessFields {
     }
 }
 
+/// `AccessFields` borrowed from a policy, for the answer every device polls (`/api/me/`): the
+/// same JSON, with nothing copied or formatted into strings first.
+pub struct AccessView<'a>(pub &'a Policy);
+
+impl Serialize for AccessView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let access = self.0;
+        let mut fields = serializer.serialize_struct("AccessFields", 8)?;
+        fields.serialize_field("description", access.description())?;
+        fields.serialize_field("read_only", &access.read_only())?;
+        fields.serialize_field("scopes", access.scopes())?;
+        fields.serialize_field("allowed_ips", &Networks(access.allowed_ips()))?;
+        fields.serialize_field("pin_ip", &access.pin_ip())?;
+        fields.serialize_field("idle_expiry_days", &access.idle_expiry_days())?;
+        fields.serialize_field("remaining_uses", &access.remaining_uses())?;
+        fields.serialize_field("metadata", access.metadata())?;
+        fields.end()
+    }
+}
+
+/// Networks as a JSON array of CIDR strings, each written straight into the output.
+struct Networks<'a>(&'a [IpNet]);
+
+impl Serialize for Networks<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Network))
+    }
+}
+
+struct Network<'a>(&'a IpNet);
+
+impl Serialize for Network<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
 impl From<Token> for TokenResponse {
     fn from(token: Token) -> TokenResponse {
         let access = AccessFields::from(&Policy::of(&token));
@@ -104,4 +142,35 @@ pub struct ErrorResponse {
     /// With 429: seconds to wait, as in `Retry-After`.
     #[schema(nullable = false)]
     pub retry_after: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::tokens::policy::PolicyInput;
+
+    #[test]
+    fn the_borrowed_view_writes_the_same_json_as_the_fields() {
+        let policies = [
+            Policy::default(),
+            PolicyInput {
+                description: Some("roof \"sensor\"".into()),
+                read_only: Some(true),
+                scopes: Some(vec!["a".into(), "b:c".into()]),
+                allowed_ips: Some(vec!["127.0.0.1".into(), "2001:db8::/32".into()]),
+                max_uses: Some(3),
+                metadata: Some(serde_json::json!({"room": "kitchen", "n": [1, 2]})),
+                ..PolicyInput::default()
+            }
+            .validate(Some(30))
+            .unwrap(),
+        ];
+        for policy in policies {
+            assert_eq!(
+                serde_json::to_value(AccessView(&policy)).unwrap(),
+                serde_json::to_value(AccessFields::from(&policy)).unwrap(),
+                "{policy:?}"
+            );
+        }
+    }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{AccessFields, DetailResponse, ErrorResponse};
+use super::{AccessFields, AccessView, DetailResponse, ErrorResponse};
 use crate::{
     entities::tokens::TokenKind,
     error::ApiError,
@@ -75,7 +75,8 @@ pub struct PresentedToken<'a> {
     #[serde(serialize_with = "super::timestamp::option::serialize")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(flatten)]
-    pub access: AccessFields,
+    #[schema(value_type = AccessFields)]
+    pub access: AccessView<'a>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -186,7 +187,7 @@ pub async fn me(caller: ApiUser) -> HttpResponse {
             kind: caller.token.kind,
             created_at: caller.token.created_at,
             expires_at: caller.token.expires_at,
-            access: AccessFields::from(&caller.access),
+            access: AccessView(&caller.access),
         },
     })
 }
