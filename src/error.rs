@@ -37,6 +37,10 @@ pub enum ApiError {
     /// 400 naming every field that was wrong.
     #[error("invalid fields")]
     InvalidFields(Vec<Invalid>),
+    /// 400: a body field whose value had the wrong JSON type (`"maybe"` for a bool), named as
+    /// the body named it.
+    #[error("invalid {field}")]
+    WrongType { field: String, message: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("method not allowed")]
@@ -79,6 +83,7 @@ impl std::fmt::Debug for ApiError {
                 f.debug_tuple("Validation").field(&invalid.field).finish()
             }
             ApiError::BadRequest(_) => f.write_str("BadRequest"),
+            ApiError::WrongType { field, .. } => f.debug_tuple("WrongType").field(field).finish(),
             ApiError::InvalidFields(problems) => f
                 .debug_tuple("InvalidFields")
                 .field(&problems.iter().map(|p| p.field).collect::<Vec<_>>())
@@ -106,6 +111,7 @@ impl ResponseError for ApiError {
             ApiError::BadCredentials
             | ApiError::Validation(_)
             | ApiError::InvalidFields(_)
+            | ApiError::WrongType { .. }
             | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) | ApiError::InsufficientScope => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -135,6 +141,9 @@ impl ResponseError for ApiError {
             ApiError::Validation(invalid) => {
                 body["error"] = json!(format!("invalid {}", invalid.field));
                 body["fields"] = json!({ invalid.field: [invalid.message] });
+            }
+            ApiError::WrongType { field, message } => {
+                body["fields"] = json!({ field.as_str(): [message] });
             }
             ApiError::InvalidFields(problems) => {
                 let names: Vec<&str> = problems.iter().map(|p| p.field).collect();

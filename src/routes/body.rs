@@ -75,12 +75,40 @@ pub fn decode<T: DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> R
         return serde_urlencoded::from_bytes(b"").map_err(|e| ApiError::BadRequest(e.to_string()));
     }
     match format {
-        Some(Format::Json) => serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}"))),
+        Some(Format::Json) => from_json(body),
         Some(Format::Form) => serde_urlencoded::from_bytes(body)
             .map_err(|e| ApiError::BadRequest(format!("invalid form body: {e}"))),
         None => Err(ApiError::UnsupportedMediaType),
     }
+}
+
+/// A JSON body as `T`. A value of the wrong type for a field is `WrongType` naming that field
+/// (serde_json's own error says only where in the text it is); broken JSON, a missing field or
+/// trailing text is a plain 400.
+fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let field = match error.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+            _ => None,
+        };
+        let cause = error.into_inner();
+        match field {
+            Some(field) if cause.is_data() => {
+                let text = cause.to_string();
+                let message = text.rsplit_once(" at line ").map_or(&text[..], |(m, _)| m);
+                ApiError::WrongType {
+                    field,
+                    message: message.to_owned(),
+                }
+            }
+            _ => ApiError::BadRequest(format!("invalid JSON body: {cause}")),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
@@ -109,6 +137,35 @@ mod tests {
         name: String,
         days: Option<u32>,
         flag: Option<bool>,
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_field() {
+        for (body, field) in [
+            (r#"{"name":"k","flag":"maybe"}"#, "flag"),
+            (r#"{"name":"k","days":2.5}"#, "days"),
+            (r#"{"name":["k"]}"#, "name"),
+        ] {
+            match decode::<Probe>(Some(JSON), body.as_bytes()) {
+                Err(ApiError::WrongType {
+                    field: named,
+                    message,
+                }) => {
+                    assert_eq!(named, field, "{body}");
+                    assert!(message.starts_with("invalid type"), "{message}");
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        for body in [r#"{"days":3}"#, r#"{"name":"k"} trailing"#, r#"{"name":"#] {
+            assert!(
+                matches!(
+                    decode::<Probe>(Some(JSON), body.as_bytes()),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{body}"
+            );
+        }
     }
 
     #[test]

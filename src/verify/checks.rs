@@ -77,6 +77,20 @@ impl Authenticated {
         }))
     }
 
+    /// This answer after one of its token's uses was taken, `left` remaining: what the caller
+    /// is told. A copy (limited tokens already pay a write per use); the cache keeps its own.
+    pub(super) fn after_use(&self, left: i64) -> Authenticated {
+        let mut token = self.token.clone();
+        token.remaining_uses = Some(left);
+        Authenticated(Arc::new(Verified {
+            user: self.user.clone(),
+            access: self.access.with_remaining_uses(left),
+            token,
+            generation: self.generation,
+            looked_up: self.looked_up,
+        }))
+    }
+
     /// The same answer, marked with the generation its lookup started at, read at `looked_up`
     /// (for the cache).
     pub(super) fn stamped(mut self, generation: u64, looked_up: Instant) -> Authenticated {

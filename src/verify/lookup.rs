@@ -68,9 +68,10 @@ impl Lookup {
 }
 
 impl Lookup {
-    /// Takes one of a limited token's uses: true when one was left. One conditional update, so
-    /// concurrent uses on any number of instances never take more than there were.
-    pub async fn take_use(&self, token: Uuid) -> Result<bool, AuthError> {
+    /// Takes one of a limited token's uses: the uses left after it, or `None` when none was left.
+    /// One conditional update (returning the row), so concurrent uses on any number of instances
+    /// never take more than there were.
+    pub async fn take_use(&self, token: Uuid) -> Result<Option<i64>, AuthError> {
         let taken = tokens::Entity::update_many()
             .col_expr(
                 tokens::Column::RemainingUses,
@@ -78,9 +79,9 @@ impl Lookup {
             )
             .filter(tokens::Column::Id.eq(token))
             .filter(tokens::Column::RemainingUses.gt(0))
-            .exec(&self.db)
+            .exec_with_returning(&self.db)
             .await?;
-        Ok(taken.rows_affected == 1)
+        Ok(taken.first().and_then(|row| row.remaining_uses))
     }
 
     /// Pins a `pin_ip` token to `network` if it still awaits its pin: true when this call pinned

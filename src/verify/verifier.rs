@@ -255,9 +255,16 @@ impl Verifier {
                 entry
             }
         };
-        if pending.take_use && !self.lookup.take_use(entry.token.id).await? {
-            return Err(self.refused(&entry, Refusal::NoUsesLeft, attempt, Utc::now()));
-        }
+        let entry = if pending.take_use {
+            match self.lookup.take_use(entry.token.id).await? {
+                Some(left) => entry.after_use(left),
+                None => {
+                    return Err(self.refused(&entry, Refusal::NoUsesLeft, attempt, Utc::now()));
+                }
+            }
+        } else {
+            entry
+        };
         self.last_used
             .record(entry.token.id, Utc::now(), attempt.client());
         Ok(entry)

@@ -19,6 +19,7 @@ on_both_backends!(
     answers_to_an_expiring_token_say_when_it_expires,
     new_device_tokens_get_the_configured_idle_expiry_unless_told_otherwise,
     refused_attempts_are_recorded_once_a_minute_per_reason_and_address,
+    every_bad_policy_value_is_a_400_naming_its_field_and_both_creation_endpoints_take_a_policy,
 );
 
 /// Creates a device token with `policy` (merged into the request) and returns (id, key, answer).
@@ -524,4 +525,121 @@ async fn refused_attempts_are_recorded_once_a_minute_per_reason_and_address(back
         "one event per reason and address in the minute, however many attempts"
     );
     db.close().await.ok();
+}
+
+async fn every_bad_policy_value_is_a_400_naming_its_field_and_both_creation_endpoints_take_a_policy(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let owner = app.create_user("alice", false).await;
+    let long_metadata = json!({"blob": "x".repeat(5000)});
+    let cases = [
+        (
+            json!({"read_only": "maybe"}),
+            "read_only",
+            "a string for a bool",
+        ),
+        (
+            json!({"max_uses": 2.5}),
+            "max_uses",
+            "a fraction for a count",
+        ),
+        (json!({"max_uses": -1}), "max_uses", "a negative count"),
+        (
+            json!({"scopes": {"a": 1}}),
+            "scopes",
+            "an object for a list",
+        ),
+        (
+            json!({"scopes": ["has space"]}),
+            "scopes",
+            "a scope with a space",
+        ),
+        (
+            json!({"scopes": ["x".repeat(65)]}),
+            "scopes",
+            "a scope of 65 characters",
+        ),
+        (
+            json!({"allowed_ips": "10.0.0.0/8"}),
+            "allowed_ips",
+            "a string for a list",
+        ),
+        (
+            json!({"idle_expiry_days": 0}),
+            "idle_expiry_days",
+            "idle expiry 0",
+        ),
+        (
+            json!({"idle_expiry_days": 3651}),
+            "idle_expiry_days",
+            "idle expiry past ten years",
+        ),
+        (
+            json!({"description": "d".repeat(501)}),
+            "description",
+            "a description of 501 characters",
+        ),
+        (
+            json!({"metadata": [1]}),
+            "metadata",
+            "metadata that is no object",
+        ),
+        (
+            json!({"metadata": long_metadata}),
+            "metadata",
+            "metadata over 4 KiB",
+        ),
+    ];
+    for (policy, field, why) in cases {
+        let mut body = json!({"name": "bad"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(policy.as_object().unwrap().clone());
+        for path in ["/api/tokens/", "/api/non-expiring-token/"] {
+            let mut body = body.clone();
+            if path == "/api/non-expiring-token/" {
+                body["username"] = json!("alice");
+                body["password"] = json!(crate::helpers::PASSWORD);
+                body["token_name"] = json!("bad");
+            }
+            let key = (path == "/api/tokens/").then_some(owner.as_str());
+            let (status, answer) = status_and_json(app.post(path, key, body).await).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{why} at {path}: {answer}");
+            assert!(
+                answer["fields"].get(field).is_some(),
+                "{why} at {path}: the answer names {field}: {answer}"
+            );
+        }
+    }
+    let (_, listed) = status_and_json(app.get("/api/tokens/", Some(&owner)).await).await;
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["name"] != "bad"),
+        "nothing was created: {listed}"
+    );
+
+    // The recipe's endpoint takes a policy like POST /api/tokens/ does.
+    let (status, body) = status_and_json(
+        app.post(
+            "/api/non-expiring-token/",
+            None,
+            json!({"username": "alice", "password": crate::helpers::PASSWORD, "token_name": "probe",
+                   "read_only": true, "scopes": ["telemetry"], "max_uses": 2}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let key = body["id_token"].as_str().unwrap();
+    let (_, me) = status_and_json(app.get("/api/me/", Some(key)).await).await;
+    assert_eq!(me["token"]["read_only"], true, "{me}");
+    assert_eq!(me["token"]["scopes"], json!(["telemetry"]), "{me}");
+    assert_eq!(
+        me["token"]["remaining_uses"], 1,
+        "one use taken by this request: {me}"
+    );
 }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{AccessFields, AccessView, DetailResponse, ErrorResponse};
+use super::{
+    AccessFields, AccessView, DetailResponse, ErrorResponse, policy_request::with_policy_fields,
+};
 use crate::{
     entities::tokens::TokenKind,
     error::ApiError,
@@ -27,11 +29,13 @@ pub struct LoginRequest {
     pub token_name: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct NonExpiringTokenRequest {
-    pub username: String,
-    pub password: String,
-    pub token_name: String,
+with_policy_fields! {
+    #[derive(Deserialize, ToSchema)]
+    pub struct NonExpiringTokenRequest {
+        pub username: String,
+        pub password: String,
+        pub token_name: String,
+    }
 }
 
 /// A new key, shown this once.
@@ -151,8 +155,12 @@ pub async fn create_non_expiring_token(
     client: ClientAddress,
     body: JsonOrForm<NonExpiringTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.0;
+    let mut request = body.0;
     let name = TokenName::parse(&request.token_name)?;
+    let access = request
+        .take_policy()
+        .validate(state.policy.device_idle_expiry_days)
+        .map_err(|problems| ApiError::InvalidFields(problems.into_problems()))?;
     let LoggedIn { user, issued } = login::log_in(
         &state.db,
         &state.revocations,
@@ -163,7 +171,7 @@ pub async fn create_non_expiring_token(
             password: request.password,
             address: client.text(),
         },
-        NewToken::device(name, tokens::Lifetime::Forever),
+        NewToken::device(name, tokens::Lifetime::Forever).with_access(access),
     )
     .await?;
     Ok(HttpResponse::Created().json(IssuedKeyResponse::new(&issued, &user)))

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{AccessFields, ErrorResponse, TokenResponse};
+use super::{AccessFields, ErrorResponse, TokenResponse, policy_request::with_policy_fields};
 use crate::{
     entities::tokens::TokenKind,
     error::ApiError,
@@ -16,61 +16,35 @@ use crate::{
         Invalid,
         tokens::{
             self, Lifetime, NewToken, TokenChange, TokenName,
-            policy::{Patch, Policy, PolicyInput, PolicyPatch},
+            policy::{Patch, Policy, PolicyPatch},
         },
     },
     state::AppState,
 };
 
-#[derive(Deserialize, ToSchema)]
-pub struct NewTokenRequest {
-    /// 1–64 characters, unique among the caller's tokens.
-    pub name: String,
-    /// Days until the token expires; omit for a token that never expires.
-    #[schema(minimum = 1, maximum = 36500)]
-    pub expires_in_days: Option<u32>,
-    /// Free text, at most 500 characters.
-    pub description: Option<String>,
-    /// Only GET, HEAD and OPTIONS on our API (and logging itself out).
-    pub read_only: Option<bool>,
-    /// Labels for the protected app: up to 32, each 1–64 of `A-Za-z0-9:._-` (JSON only).
-    pub scopes: Option<Vec<String>>,
-    /// CIDRs (a bare address is one host), up to 32; empty: anywhere (JSON only).
-    pub allowed_ips: Option<Vec<String>>,
-    /// With no `allowed_ips`: the first address that uses the token becomes its only one.
-    pub pin_ip: Option<bool>,
-    /// Unused this many days (1–3650) → expired; `null` or absent: never.
-    #[serde(default)]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
-    pub idle_expiry_days: Patch<i64>,
-    /// The token works this many times, then never again; absent: unlimited.
-    #[schema(minimum = 1, maximum = 1000000000)]
-    pub max_uses: Option<i64>,
-    /// A JSON object of at most 4 KiB, shown to the owner, admins and introspection.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+with_policy_fields! {
+    #[derive(Deserialize, ToSchema)]
+    pub struct NewTokenRequest {
+        /// 1–64 characters, unique among the caller's tokens.
+        pub name: String,
+        /// Days until the token expires; omit for a token that never expires.
+        #[schema(minimum = 1, maximum = 36500)]
+        pub expires_in_days: Option<u32>,
+    }
 }
 
 impl NewTokenRequest {
     /// `idle_by_default`: the idle expiry a device token gets when the request names none.
-    fn validate(self, idle_by_default: Option<u32>) -> Result<NewToken, ApiError> {
+    fn validate(mut self, idle_by_default: Option<u32>) -> Result<NewToken, ApiError> {
         let name = TokenName::parse(&self.name)?;
         let lifetime = match self.expires_in_days {
             None => Lifetime::Forever,
             Some(days) => Lifetime::in_days(days, "expires_in_days")?,
         };
-        let access = PolicyInput {
-            description: self.description,
-            read_only: self.read_only,
-            scopes: self.scopes,
-            allowed_ips: self.allowed_ips,
-            pin_ip: self.pin_ip,
-            idle_expiry_days: self.idle_expiry_days,
-            max_uses: self.max_uses,
-            metadata: self.metadata,
-        }
-        .validate(idle_by_default)
-        .map_err(|problems| ApiError::InvalidFields(problems.into_problems()))?;
+        let access = self
+            .take_policy()
+            .validate(idle_by_default)
+            .map_err(|problems| ApiError::InvalidFields(problems.into_problems()))?;
         Ok(NewToken::device(name, lifetime).with_access(access))
     }
 }

@@ -258,6 +258,14 @@ impl Policy {
         self.pin_ip && self.allowed_ips.is_empty() && !self.allowed_ips_unreadable
     }
 
+    /// The same policy with `left` uses remaining (after a use was taken in the database).
+    pub fn with_remaining_uses(&self, left: i64) -> Policy {
+        Policy {
+            remaining_uses: Some(left),
+            ..self.clone()
+        }
+    }
+
     /// The policy once pinned to `address`'s network (`pin_network`), if it awaits its pin.
     /// Storing it must be conditional on the row still awaiting one, so that two first uses
     /// racing on two instances pin one address, not the last.
