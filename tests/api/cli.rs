@@ -541,7 +541,7 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
     );
     assert!(
         log.contains("Error in response: SignInRequired")
-            && log.contains("Error in response: BadRequest"),
+            && log.contains(r#"Error in response: WrongType("expires_in_days")"#),
         "the error answers were logged at debug level (by name): {log}"
     );
     for secret in [

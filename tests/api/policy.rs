@@ -20,6 +20,7 @@ on_both_backends!(
     new_device_tokens_get_the_configured_idle_expiry_unless_told_otherwise,
     refused_attempts_are_recorded_once_a_minute_per_reason_and_address,
     every_bad_policy_value_is_a_400_naming_its_field_and_both_creation_endpoints_take_a_policy,
+    refused_requests_take_no_use_metadata_stays_out_of_headers_and_a_read_only_admin_introspects,
 );
 
 /// Creates a device token with `policy` (merged into the request) and returns (id, key, answer).
@@ -641,5 +642,80 @@ async fn every_bad_policy_value_is_a_400_naming_its_field_and_both_creation_endp
     assert_eq!(
         me["token"]["remaining_uses"], 1,
         "one use taken by this request: {me}"
+    );
+}
+
+async fn refused_requests_take_no_use_metadata_stays_out_of_headers_and_a_read_only_admin_introspects(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let owner = app.create_user("alice", false).await;
+    let (id, key, _) = create(
+        &app,
+        &owner,
+        "limited reader",
+        json!({"read_only": true, "scopes": ["orders"], "max_uses": 3,
+               "metadata": {"secret-ish": "not for proxies"}}),
+    )
+    .await;
+    // Refused for read-only (our API and the proxy) and for a missing scope: no use taken.
+    let write = app
+        .post("/api/tokens/", Some(&key), json!({"name": "x"}))
+        .await;
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    for (query, method) in [("?scope=billing", "GET"), ("", "DELETE")] {
+        let response = app
+            .client
+            .get(app.url(&format!("/auth/verify{query}")))
+            .header("Authorization", format!("Token {key}"))
+            .header("X-Forwarded-Method", method)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{query} {method}");
+    }
+    let (_, listed) = status_and_json(app.get("/api/tokens/", Some(&owner)).await).await;
+    let token = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(token["remaining_uses"], 3, "refusals take no use: {token}");
+
+    // Let through: one use, and the proxy's answer carries no metadata.
+    let response = app
+        .client
+        .get(app.url("/auth/verify?scope=orders"))
+        .header("Authorization", format!("Token {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    for (name, value) in response.headers() {
+        let value = value.to_str().unwrap_or_default();
+        assert!(
+            !value.contains("not for proxies") && !name.as_str().contains("metadata"),
+            "metadata stays out of forward-auth headers: {name}: {value}"
+        );
+    }
+    let (_, me) = status_and_json(app.get("/api/me/", Some(&key)).await).await;
+    assert_eq!(me["token"]["remaining_uses"], 1, "two uses taken: {me}");
+
+    // An admin's read-only token may introspect (a POST that only reads).
+    let (_, admin_key, _) =
+        create(&app, &app.admin_key, "auditor", json!({"read_only": true})).await;
+    let (status, body) = status_and_json(
+        app.post("/api/introspect/", Some(&admin_key), json!({"token": key}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["active"], true, "{body}");
+    assert_eq!(
+        body["metadata"],
+        json!({"secret-ish": "not for proxies"}),
+        "{body}"
     );
 }
