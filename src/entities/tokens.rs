@@ -34,6 +34,13 @@ pub struct Model {
     pub metadata: String,
     pub last_used_ip: Option<String>,
     pub last_used_user_agent: Option<String>,
+    /// After a rotation: the previous key's digest, still accepted until
+    /// `previous_key_expires_at` (never past `expires_at`).
+    #[sea_orm(unique)]
+    pub previous_key_digest: Option<String>,
+    pub previous_key_expires_at: Option<DateTimeUtc>,
+    /// A self-rotation: the previous key stops the moment the new one is first used.
+    pub retire_previous_on_use: bool,
 }
 
 /// `session`: from a username + password login, expires after the session TTL.

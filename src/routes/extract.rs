@@ -188,7 +188,9 @@ pub(crate) async fn authenticate(
         scopes,
         agent: user_agent(req),
     });
-    Ok(state.verifier.verify_digest(&digest, &attempt).await?)
+    let caller = state.verifier.verify_digest(&digest, &attempt).await?;
+    note_expiry(req, &caller);
+    Ok(caller)
 }
 
 /// The request's `User-Agent`, when it is text.
@@ -199,10 +201,14 @@ pub fn user_agent(req: &HttpRequest) -> Option<&str> {
 }
 
 /// An expiring token's answers say when it expires (`X-Token-Expires-At`, added by the
-/// middleware); a token that never expires costs nothing here.
+/// middleware), and answers to a rotated token's previous key say so too (`X-Token-Rotated`, its
+/// expiry being the grace's end); a token that never expires costs nothing here.
 fn note_expiry(req: &HttpRequest, caller: &Authenticated) {
     if let Some(at) = caller.token.expires_at {
-        req.extensions_mut().insert(TokenExpiry(at));
+        req.extensions_mut().insert(TokenExpiry {
+            at,
+            rotated: caller.previous_key,
+        });
     }
 }
 

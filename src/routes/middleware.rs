@@ -99,11 +99,16 @@ where
             .request()
             .extensions()
             .get::<TokenExpiry>()
-            .map(|e| e.0);
-        if let Some(at) = expiry
-            && let Ok(value) = HeaderValue::from_str(&timestamp::rfc3339(at))
+            .copied();
+        if let Some(expiry) = expiry
+            && let Ok(value) = HeaderValue::from_str(&timestamp::rfc3339(expiry.at))
         {
             response.headers_mut().insert(TOKEN_EXPIRES_AT, value);
+            if expiry.rotated {
+                response
+                    .headers_mut()
+                    .insert(TOKEN_ROTATED, HeaderValue::from_static("true"));
+            }
         }
         add_headers(response.headers_mut(), *this.https_only);
         Poll::Ready(Ok(response))
@@ -111,11 +116,16 @@ where
 }
 
 /// Noted on a request authenticated with a token that expires (by `routes::extract`): its answer
-/// then says when, so a client can renew in time.
+/// then says when, so a client can renew in time. `rotated`: the key presented was replaced by a
+/// rotation and works only until `at`, the end of its grace.
 #[derive(Clone, Copy)]
-pub struct TokenExpiry(pub DateTime<Utc>);
+pub struct TokenExpiry {
+    pub at: DateTime<Utc>,
+    pub rotated: bool,
+}
 
 const TOKEN_EXPIRES_AT: HeaderName = HeaderName::from_static("x-token-expires-at");
+const TOKEN_ROTATED: HeaderName = HeaderName::from_static("x-token-rotated");
 
 fn add_headers(headers: &mut HeaderMap, https_only: bool) {
     if !headers.contains_key(header::CACHE_CONTROL) {

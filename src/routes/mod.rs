@@ -58,8 +58,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::tokens::create_token)
         .service(api::tokens::delete_token)
         .service(api::tokens::change_token)
+        // Before `{id}/rotate`, whose `{id}` would refuse `self` as no UUID.
+        .service(api::tokens::rotate_self)
+        .service(api::tokens::rotate_token)
         .service(api::admin::list_all_tokens)
         .service(api::admin::revoke_token)
+        .service(api::admin::rotate_token)
         .service(api::admin::revoke_all_user_tokens)
         .service(api::admin::deactivate_user)
         .service(api::admin::activate_user)
@@ -91,7 +95,12 @@ pub fn openapi_document(mut api: utoipa::openapi::OpenApi) -> actix_web::Resourc
 
 /// POSTs whose body fields all have defaults: an empty body is accepted (see `body::decode`),
 /// which utoipa's `request_body` cannot express.
-const OPTIONAL_BODIES: [&str; 1] = ["/api/logout-all"];
+const OPTIONAL_BODIES: [&str; 4] = [
+    "/api/logout-all",
+    "/api/tokens/self/rotate",
+    "/api/tokens/{id}/rotate",
+    "/api/admin/tokens/{id}/rotate",
+];
 
 fn mark_optional_bodies(api: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{RefOr, Required};

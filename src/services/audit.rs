@@ -68,6 +68,7 @@ impl Actor {
 pub enum Action {
     TokenCreated,
     TokenUpdated,
+    TokenRotated,
     TokenRefused,
     TokenRevoked,
     TokenExpired,
@@ -81,9 +82,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::TokenCreated,
         Action::TokenUpdated,
+        Action::TokenRotated,
         Action::TokenRefused,
         Action::TokenRevoked,
         Action::TokenExpired,
@@ -102,6 +104,7 @@ impl Action {
             Action::TokenCreated => "token.created",
             Action::TokenUpdated => "token.updated",
             Action::TokenRefused => "token.refused",
+            Action::TokenRotated => "token.rotated",
             Action::TokenRevoked => "token.revoked",
             Action::TokenExpired => "token.expired",
             Action::TokenPruned => "token.pruned",

@@ -46,6 +46,9 @@ pub struct Verified {
     pub token: tokens::Model,
     /// The token's policy, read from its row once per lookup.
     pub access: Policy,
+    /// The key presented is the one the token had before its last rotation, accepted until the
+    /// grace ends (`token.expires_at` then says when). Answers say so (`X-Token-Rotated`).
+    pub previous_key: bool,
     /// The verifier's generation read before the lookup that produced this answer.
     pub(super) generation: u64,
     /// When that generation was read: the cache trusts the answer for one TTL from here.
@@ -63,13 +66,20 @@ impl std::ops::Deref for Authenticated {
 impl Authenticated {
     pub fn new(user: users::Model, token: tokens::Model) -> Authenticated {
         let access = Policy::of(&token);
-        Authenticated::with_access(user, token, access)
+        Authenticated::with_access(user, token, access, false)
     }
 
-    /// As `new`, with the token's policy already read.
-    fn with_access(user: users::Model, token: tokens::Model, access: Policy) -> Authenticated {
+    /// As `new`, with the token's policy already read; `previous_key`: presented with the key it
+    /// had before its last rotation.
+    fn with_access(
+        user: users::Model,
+        token: tokens::Model,
+        access: Policy,
+        previous_key: bool,
+    ) -> Authenticated {
         Authenticated(Arc::new(Verified {
             access,
+            previous_key,
             user,
             token,
             generation: 0,
@@ -85,6 +95,7 @@ impl Authenticated {
         Authenticated(Arc::new(Verified {
             user: self.user.clone(),
             access: self.access.with_remaining_uses(left),
+            previous_key: self.previous_key,
             token,
             generation: self.generation,
             looked_up: self.looked_up,
@@ -104,6 +115,7 @@ impl Authenticated {
                 user: self.user.clone(),
                 token: self.token.clone(),
                 access: self.access.clone(),
+                previous_key: self.previous_key,
                 generation,
                 looked_up,
             })),
@@ -134,11 +146,30 @@ pub fn accept(
     token: tokens::Model,
     user: Option<users::Model>,
 ) -> Result<Authenticated, AuthError> {
-    // The index found the row by digest; this constant-time check is the one that decides.
-    if !digest.matches_hex(&token.key_digest) {
+    // The index found the row by digest; these constant-time checks are the ones that decide.
+    let at = Utc::now();
+    let (token, previous) = if digest.matches_hex(&token.key_digest) {
+        (token, false)
+    } else if token
+        .previous_key_digest
+        .as_deref()
+        .is_some_and(|previous| digest.matches_hex(previous))
+    {
+        // The previous key of a rotated token: it expires when its grace does (never later
+        // than the token), so every expiry check and `X-Token-Expires-At` speak of the grace.
+        let grace_ends = token.previous_key_expires_at.unwrap_or(at);
+        let expires_at = Some(token.expires_at.map_or(grace_ends, |at| at.min(grace_ends)));
+        (
+            tokens::Model {
+                expires_at,
+                ..token
+            },
+            true,
+        )
+    } else {
         return Err(AuthError::Invalid);
-    }
-    if is_expired_at(&token, Utc::now()) {
+    };
+    if is_expired_at(&token, at) {
         log::debug!("token {} refused: expired", token.id);
         return Err(AuthError::Expired);
     }
@@ -160,7 +191,7 @@ pub fn accept(
         name_skeleton: None,
         ..token
     };
-    Ok(Authenticated::with_access(user, token, access))
+    Ok(Authenticated::with_access(user, token, access, previous))
 }
 
 /// What a request asks of the key it presents, beyond being valid.
@@ -205,6 +236,8 @@ impl Attempt<'_> {
 pub struct Pending {
     pub pin_to: Option<IpAddr>,
     pub take_use: bool,
+    /// The first use of a self-rotated token's new key: its previous key ends now.
+    pub retire_previous: bool,
 }
 
 /// Why a token's policy refused an attempt: told to the client only as the contract's error,
@@ -289,5 +322,8 @@ pub fn admit(
         }
         pending.take_use = true;
     }
+    pending.retire_previous = verified.token.retire_previous_on_use
+        && !verified.previous_key
+        && verified.token.previous_key_digest.is_some();
     Ok(pending)
 }

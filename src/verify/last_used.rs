@@ -274,6 +274,9 @@ mod tests {
             metadata: "{}".into(),
             last_used_ip: None,
             last_used_user_agent: None,
+            previous_key_digest: None,
+            previous_key_expires_at: None,
+            retire_previous_on_use: false,
         }
     }
 

@@ -3,12 +3,14 @@
 //! (see `postgres`); when either cannot answer, one query through the shared pool. Reads only.
 
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
 use super::{
+    bus,
     checks::{self, AuthError, Authenticated},
     postgres, sqlite,
 };
@@ -84,6 +86,33 @@ impl Lookup {
         Ok(taken.first().and_then(|row| row.remaining_uses))
     }
 
+    /// Ends a self-rotated token's previous key now that its new key was used: one conditional
+    /// update (whoever comes first retires it), announced to other instances like a revocation
+    /// (they may hold the previous key in their caches); true when this call retired it.
+    pub async fn retire_previous(&self, token: Uuid) -> Result<bool, AuthError> {
+        let txn = self.db.begin().await?;
+        let retired = tokens::Entity::update_many()
+            .col_expr(
+                tokens::Column::PreviousKeyDigest,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                tokens::Column::PreviousKeyExpiresAt,
+                Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+            )
+            .col_expr(tokens::Column::RetirePreviousOnUse, Expr::value(false))
+            .filter(tokens::Column::Id.eq(token))
+            .filter(tokens::Column::RetirePreviousOnUse.eq(true))
+            .exec(&txn)
+            .await?;
+        if retired.rows_affected == 1 && txn.get_database_backend() == DbBackend::Postgres {
+            txn.execute_unprepared(&bus::notify(&bus::token_payload(token)))
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(retired.rows_affected == 1)
+    }
+
     /// Pins a `pin_ip` token to `network` if it still awaits its pin: true when this call pinned
     /// it (another first use, here or on another instance, may have won).
     pub async fn pin(&self, token: Uuid, network: &str) -> Result<bool, AuthError> {
@@ -103,8 +132,13 @@ pub async fn pooled(
     db: &DatabaseConnection,
     digest: &KeyDigest,
 ) -> Result<Option<(tokens::Model, Option<users::Model>)>, AuthError> {
+    let hex = digest.to_hex();
     Ok(tokens::Entity::find()
-        .filter(tokens::Column::KeyDigest.eq(digest.to_hex()))
+        .filter(
+            Condition::any()
+                .add(tokens::Column::KeyDigest.eq(hex.as_str()))
+                .add(tokens::Column::PreviousKeyDigest.eq(hex.as_str())),
+        )
         .find_also_related(users::Entity)
         .one(db)
         .await?)

@@ -9,6 +9,7 @@
 //! is finished through [`Revocations`], which commits and then invalidates this instance's cache
 //! and, through PostgreSQL `NOTIFY`, every other instance's (`revocations::listen`).
 
+mod bus;
 pub mod checks;
 pub mod direct;
 pub mod last_used;

@@ -189,6 +189,9 @@ fn decode(row: &PgRow) -> Result<(tokens::Model, users::Model), Unanswered> {
         // Not read: written back by `last_used`, never needed to verify.
         last_used_ip: None,
         last_used_user_agent: None,
+        previous_key_digest: row.try_get(22)?,
+        previous_key_expires_at: row.try_get(23)?,
+        retire_previous_on_use: row.try_get(24)?,
     };
     let user = users::Model {
         id: token.user_id,

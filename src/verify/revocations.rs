@@ -19,10 +19,10 @@ use sea_orm::{
     QueryResult, Statement, TransactionTrait,
 };
 
-use super::verifier::{Revocation, Verifier};
-
-/// The PostgreSQL notification channel revocations are announced on.
-const CHANNEL: &str = "multitoken_revocations";
+use super::{
+    bus::{self, CHANNEL},
+    verifier::{Revocation, Verifier},
+};
 /// How long to wait before trying to listen again after the connection failed.
 const RELISTEN_AFTER: Duration = Duration::from_millis(500);
 
@@ -113,8 +113,7 @@ impl RevokingTransaction {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.txn.get_database_backend() == DbBackend::Postgres {
             for revocation in &revoked {
-                // The payload is built from UUIDs and fixed words only: nothing to quote.
-                let notify = format!("NOTIFY {CHANNEL}, '{}'", to_payload(*revocation));
+                let notify = bus::notify(&to_payload(*revocation));
                 self.txn.execute_unprepared(&notify).await?;
             }
         }
@@ -130,7 +129,7 @@ impl RevokingTransaction {
 
 fn to_payload(revocation: Revocation) -> String {
     match revocation {
-        Revocation::Token(id) => format!("token:{id}"),
+        Revocation::Token(id) => bus::token_payload(id),
         Revocation::User(id) => format!("user:{id}"),
         Revocation::All => "all".to_owned(),
     }

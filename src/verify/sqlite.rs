@@ -97,6 +97,9 @@ fn decode(row: &Row<'_>) -> Result<(tokens::Model, users::Model), Unanswered> {
         // Not read: written back by `last_used`, never needed to verify.
         last_used_ip: None,
         last_used_user_agent: None,
+        previous_key_digest: row.get(22)?,
+        previous_key_expires_at: time_at(row, 23)?,
+        retire_previous_on_use: row.get(24)?,
     };
     let user = users::Model {
         id: token.user_id,

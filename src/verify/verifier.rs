@@ -265,6 +265,17 @@ impl Verifier {
         } else {
             entry
         };
+        if pending.retire_previous {
+            // The device has the new key: the previous one ends here and, through the bus, on
+            // every other instance. The row changed either way (another use may have won).
+            if self.lookup.retire_previous(entry.token.id).await? {
+                log::info!(
+                    "token {}: previous key retired by the new key's first use",
+                    entry.token.id
+                );
+            }
+            self.invalidate(Revocation::Token(entry.token.id));
+        }
         self.last_used
             .record(entry.token.id, Utc::now(), attempt.client());
         Ok(entry)
@@ -440,6 +451,9 @@ mod tests {
                 metadata: "{}".into(),
                 last_used_ip: None,
                 last_used_user_agent: None,
+                previous_key_digest: None,
+                previous_key_expires_at: None,
+                retire_previous_on_use: false,
             },
         )
     }

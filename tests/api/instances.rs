@@ -247,3 +247,35 @@ async fn a_lost_listen_connection_never_leaves_a_revoked_token_cached() {
     assert_cache_live(&a, &b, &session, "probe after reconnecting").await;
     b.handle.stop(true).await;
 }
+
+#[tokio::test]
+async fn a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_within_a_second() {
+    let Some(backend) = postgres_or_skip().await else {
+        return;
+    };
+    let a = spawn_app(backend).await;
+    let b = OtherInstance::start(&a).await;
+    wait_for_listeners(&a, 2).await;
+    let session = a.create_user("alice", false).await;
+    assert_cache_live(&a, &b, &session, "probe").await;
+    let device = a.create_token(&session, "leaked").await;
+    assert_eq!(
+        b.me_status(&device.key).await,
+        StatusCode::OK,
+        "cached on B"
+    );
+    let rotated = a
+        .client
+        .post(a.url(&format!("/api/tokens/{}/rotate/", device.id)))
+        .bearer_auth(&session)
+        .json(&json!({ "grace_seconds": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let took = b
+        .time_until_refused(&device.key, Instant::now(), "key rotated with no grace")
+        .await;
+    eprintln!("rotated key refused by the other instance after {took:?}");
+    b.handle.stop(true).await;
+}

@@ -18,6 +18,7 @@ mod names;
 mod nginx;
 mod policy;
 mod robustness;
+mod rotation;
 mod security;
 mod session;
 mod storage;

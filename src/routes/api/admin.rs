@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{ErrorResponse, TokenResponse};
+use super::{
+    ErrorResponse, TokenResponse,
+    tokens::{RotateRequest, RotatedResponse},
+};
 use crate::{
     entities::{tokens::TokenKind, users::Model as User},
     error::ApiError,
@@ -158,6 +161,40 @@ pub async fn revoke_token(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Give any token a new key (as its owner can, `POST /api/tokens/{id}/rotate/`).
+#[utoipa::path(
+    tag = "admin",
+    security(("token" = [])),
+    params(("id" = Uuid, Path)),
+    request_body(content((RotateRequest = "application/json"), (RotateRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, body = RotatedResponse),
+        (status = 400, body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 403, body = ErrorResponse),
+        (status = 404, body = ErrorResponse),
+    )
+)]
+#[post("/api/admin/tokens/{id}/rotate")]
+pub async fn rotate_token(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    id: web::Path<Uuid>,
+    body: JsonOrForm<RotateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let grace = body.0.grace()?;
+    let rotated = tokens::rotate(
+        &state.db,
+        &state.revocations,
+        &admin.actor(),
+        tokens::RotatedBy::Admin,
+        id.into_inner(),
+        grace,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(RotatedResponse::from(rotated)))
 }
 
 /// Revoke every token of a user, sessions and devices alike.

@@ -1,4 +1,4 @@
-//! The caller's own tokens: list, create named device tokens, delete.
+//! The caller's own tokens: list, create named device tokens, change, rotate, delete.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
@@ -228,4 +228,112 @@ pub async fn delete_token(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// What `POST …/rotate/` takes: how long the previous key keeps working.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct RotateRequest {
+    /// 0–604800 seconds (a week); default 3600. `0`: the previous key stops at once (leaked).
+    #[schema(minimum = 0, maximum = 604800)]
+    pub grace_seconds: Option<i64>,
+}
+
+impl RotateRequest {
+    pub fn grace(&self) -> Result<tokens::Grace, Invalid> {
+        self.grace_seconds
+            .map_or(Ok(tokens::Grace::default()), tokens::Grace::seconds)
+    }
+}
+
+/// A rotated token: same id, name and policy, a new key shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct RotatedResponse {
+    pub id: Uuid,
+    pub name: String,
+    /// The new key.
+    pub id_token: String,
+    pub prefix: String,
+    /// Until when the previous key still works (answers to it carry `X-Token-Rotated: true`);
+    /// `null`: it already stopped.
+    pub previous_key_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<tokens::Rotated> for RotatedResponse {
+    fn from(rotated: tokens::Rotated) -> RotatedResponse {
+        RotatedResponse {
+            id_token: rotated.key.reveal().to_owned(),
+            id: rotated.token.id,
+            name: rotated.token.name,
+            prefix: rotated.token.key_prefix,
+            previous_key_expires_at: rotated.previous_key_expires_at,
+        }
+    }
+}
+
+/// Give one of the caller's tokens a new key, keeping its id, name and policy; the previous key
+/// works until the grace ends (never past the token's expiry), then 401. Rotating again ends the
+/// previous key at once. Another user's token answers 404.
+#[utoipa::path(
+    tag = "tokens",
+    security(("token" = [])),
+    params(("id" = Uuid, Path)),
+    request_body(content((RotateRequest = "application/json"), (RotateRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, body = RotatedResponse),
+        (status = 400, body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+        (status = 403, description = "a read-only token", body = ErrorResponse),
+        (status = 404, body = ErrorResponse),
+    )
+)]
+#[post("/api/tokens/{id}/rotate")]
+pub async fn rotate_token(
+    state: web::Data<AppState>,
+    caller: ApiUser,
+    id: web::Path<Uuid>,
+    body: JsonOrForm<RotateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let grace = body.0.grace()?;
+    let rotated = tokens::rotate(
+        &state.db,
+        &state.revocations,
+        &caller.actor(),
+        tokens::RotatedBy::Owner(&caller.0.user),
+        id.into_inner(),
+        grace,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(RotatedResponse::from(rotated)))
+}
+
+/// Rotate the key presented, with the token itself (a device renewing its own key; read-only
+/// tokens may): as the owner's rotate, and the previous key also stops the moment the new key
+/// is first used, when the device has shown that it stored it.
+#[utoipa::path(
+    tag = "tokens",
+    security(("token" = [])),
+    request_body(content((RotateRequest = "application/json"), (RotateRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, body = RotatedResponse),
+        (status = 400, body = ErrorResponse),
+        (status = 401, body = ErrorResponse),
+    )
+)]
+#[post("/api/tokens/self/rotate")]
+pub async fn rotate_self(
+    state: web::Data<AppState>,
+    caller: ApiUser,
+    body: JsonOrForm<RotateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let grace = body.0.grace()?;
+    let rotated = tokens::rotate(
+        &state.db,
+        &state.revocations,
+        &caller.actor(),
+        tokens::RotatedBy::Itself,
+        caller.0.token.id,
+        grace,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(RotatedResponse::from(rotated)))
 }

@@ -133,6 +133,9 @@ pub async fn issue_in(
         metadata: Set(stored.metadata),
         last_used_ip: Set(None),
         last_used_user_agent: Set(None),
+        previous_key_digest: Set(None),
+        previous_key_expires_at: Set(None),
+        retire_previous_on_use: Set(false),
     }
     .insert(txn)
     .await

@@ -9,6 +9,7 @@ mod lifetime;
 pub mod policy;
 mod query;
 mod remove;
+mod rotate;
 mod update;
 
 pub use expiry::{prune, sweep_every, sweep_expired};
@@ -18,6 +19,7 @@ pub use query::{count_all, count_by_owner, find_own, find_with_owner, list_all, 
 pub use remove::{
     delete_all_own, delete_all_own_in, delete_own, end_session, revoke, revoke_all_for,
 };
+pub use rotate::{Grace, Rotated, RotatedBy, rotate};
 pub use update::{TokenChange, update_own};
 
 use chrono::{DateTime, Utc};

@@ -32,6 +32,7 @@ fn describe(action: Option<Action>) -> &'static str {
     match action {
         Some(Action::TokenCreated) => "Token created",
         Some(Action::TokenUpdated) => "Token changed",
+        Some(Action::TokenRotated) => "Token key rotated",
         Some(Action::TokenRefused) => "Token refused by its policy",
         Some(Action::TokenRevoked) => "Token revoked",
         Some(Action::TokenExpired) => "Token expired",
