@@ -208,6 +208,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .service(tokens::delete_token_page)
                 .service(token::token_page)
                 .service(token::change_token)
+                .service(token::rotate_key)
                 .service(tokens::delete_token)
                 .service(account::password_page)
                 .service(account::change_password)

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    Layout,
+    Layout, RevealedKey,
     access::{AccessForm, networks},
     back_with, done,
     extract::{CsrfForm, SignedIn},
@@ -20,7 +20,7 @@ use crate::{
     services::{
         audit::{self, Action},
         now,
-        tokens::{self, TokenChange, TokenError, TokenName, policy::Policy},
+        tokens::{self, Grace, RotatedBy, TokenChange, TokenError, TokenName, policy::Policy},
     },
     state::AppState,
 };
@@ -74,7 +74,21 @@ struct TokenPage {
     last_used_address: String,
     last_used_agent: String,
     refused: Vec<RefusedRow>,
+    /// After a rotation: until when the previous key still works (relative, exact).
+    previous_key_until: Option<(String, String)>,
+    /// A key issued by a rotation a moment ago, shown in this answer only.
+    revealed: Option<RevealedKey>,
+    /// The grace choices of the Rotate form, in seconds, with their labels.
+    grace_choices: [(u64, &'static str); 4],
 }
+
+/// What the Rotate form offers: now (a leaked key), an hour, a day, a week.
+const GRACE_CHOICES: [(u64, &str); 4] = [
+    (0, "Now (the key leaked)"),
+    (3600, "In 1 hour"),
+    (86_400, "In 24 hours"),
+    (604_800, "In 7 days"),
+];
 
 async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, WebError> {
     let mut token = match tokens::find_own(&state.db, user.auth.user.id, id).await {
@@ -95,6 +109,10 @@ async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, 
         .collect();
     let access = Policy::of(&token);
     let metadata = serde_json::to_string_pretty(access.metadata()).unwrap_or_default();
+    let previous_key_until = token
+        .previous_key_expires_at
+        .filter(|until| token.previous_key_digest.is_some() && *until > at)
+        .map(|until| (format::relative(until, at), format::exact(until)));
     Ok(TokenPage {
         layout: Layout::signed_in(user, "tokens"),
         description: access.description().to_owned(),
@@ -117,6 +135,9 @@ async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, 
         last_used_address: token.last_used_ip.clone().unwrap_or_default(),
         last_used_agent: token.last_used_user_agent.clone().unwrap_or_default(),
         refused,
+        previous_key_until,
+        revealed: None,
+        grace_choices: GRACE_CHOICES,
         token: TokenRow::new(token, at, Some(user.auth.token.id)),
     })
 }
@@ -184,4 +205,65 @@ pub async fn change_token(
         )),
         Err(refusal) => back_with(&user.session, &here, refusal),
     }
+}
+
+#[derive(Deserialize)]
+pub struct RotateForm {
+    /// Seconds the previous key keeps working: one of `GRACE_CHOICES`.
+    grace: String,
+}
+
+/// Gives the token a new key and shows it once, in this answer (200, `no-store`), on the token's
+/// page, which also says until when the previous key works.
+#[post("/tokens/{id}/rotate")]
+pub async fn rotate_key(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    id: web::Path<Uuid>,
+    form: CsrfForm<RotateForm>,
+) -> Result<HttpResponse, WebError> {
+    let id = id.into_inner();
+    let here = format!("/tokens/{id}");
+    let grace = form
+        .0
+        .grace
+        .parse::<u64>()
+        .ok()
+        .filter(|seconds| GRACE_CHOICES.iter().any(|(choice, _)| choice == seconds))
+        .and_then(|seconds| Grace::seconds(seconds as i64).ok());
+    let Some(grace) = grace else {
+        return back_with(
+            &user.session,
+            &here,
+            TokenError::from(crate::services::Invalid::new(
+                "grace",
+                "is not one of the choices",
+            )),
+        );
+    };
+    let rotated = tokens::rotate(
+        &state.db,
+        &state.revocations,
+        &user.actor(),
+        RotatedBy::Owner(&user.auth.user),
+        id,
+        grace,
+    )
+    .await;
+    let rotated = match rotated {
+        Ok(rotated) => rotated,
+        Err(TokenError::NotFound) => return Err(WebError::NotFound),
+        Err(refusal) => return back_with(&user.session, &here, refusal),
+    };
+    user.session.flash(
+        super::session::FlashLevel::Success,
+        format!("New key for \u{201c}{}\u{201d}.", rotated.token.name),
+    );
+    let mut page = find(&state, &user, id).await?;
+    page.revealed = Some(RevealedKey {
+        token_name: rotated.token.name.clone(),
+        owner: None,
+        key: rotated.key.reveal().to_owned(),
+    });
+    render(&page)
 }

@@ -9,6 +9,7 @@ on_both_backends!(
     the_token_page_shows_policy_last_use_and_refused_attempts,
     the_edit_form_changes_the_policy_at_once_and_refuses_bad_input,
     a_token_page_is_its_owners_only_and_its_form_needs_the_csrf_token,
+    the_token_page_rotates_the_key_shows_it_once_and_says_until_when_the_old_one_works,
 );
 
 /// The owner's token `id` as `GET /api/tokens/` lists it.
@@ -181,7 +182,11 @@ async fn the_token_page_shows_policy_last_use_and_refused_attempts(backend: Back
     let page = loop {
         let page = browser.get(&format!("/tokens/{id}")).await;
         page.assert_html(StatusCode::OK, "the token's page");
-        if page.body.contains("id=\"refused\"") || std::time::Instant::now() > deadline {
+        // Both are written back in batches; during a write-back a page may briefly show
+        // neither the pending nor the written use, so wait for both.
+        let settled = page.body.contains("id=\"refused\"")
+            && page.body.contains("data-fact=\"last-used-address\"");
+        if settled || std::time::Instant::now() > deadline {
             break page;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -352,4 +357,63 @@ async fn a_token_page_is_its_owners_only_and_its_form_needs_the_csrf_token(backe
     let token = listed(&app, &kate, &id).await;
     assert_eq!(token["name"], "kate's", "nothing changed: {token}");
     assert_eq!(token["read_only"], false, "nothing changed: {token}");
+}
+
+async fn the_token_page_rotates_the_key_shows_it_once_and_says_until_when_the_old_one_works(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.create_user("lena", false).await;
+    let mut browser = Browser::signed_in(&app, "lena", PASSWORD).await;
+    let (id, old) = browser.create_token("gateway", "never").await;
+    browser.get(&format!("/tokens/{id}")).await;
+    let rotated = browser
+        .post(&format!("/tokens/{id}/rotate"), &[("grace", "86400")])
+        .await;
+    rotated.assert_html(StatusCode::OK, "the answer shows the new key");
+    let new = revealed_key(&rotated.body).expect("the new key is on the page");
+    assert_ne!(new, old);
+    assert!(
+        rotated.body.contains("data-fact=\"previous-key\""),
+        "the old key's grace is shown"
+    );
+    assert!(rotated.body.contains("in 24 hours"), "{}", rotated.body);
+    assert_eq!(
+        app.me_status(&new).await,
+        StatusCode::OK,
+        "the new key works"
+    );
+    assert_eq!(
+        app.me_status(&old).await,
+        StatusCode::OK,
+        "the old one, for now"
+    );
+    let again = browser.get(&format!("/tokens/{id}")).await;
+    assert!(
+        revealed_key(&again.body).is_none(),
+        "a later visit does not show the key"
+    );
+    assert!(!again.body.contains(&new));
+
+    let leaked = browser
+        .post(&format!("/tokens/{id}/rotate"), &[("grace", "0")])
+        .await;
+    leaked.assert_html(StatusCode::OK, "rotated again");
+    assert!(
+        !leaked.body.contains("data-fact=\"previous-key\""),
+        "no grace: {}",
+        leaked.body
+    );
+    assert_eq!(
+        app.me_status(&new).await,
+        StatusCode::UNAUTHORIZED,
+        "ended at once"
+    );
+    assert_eq!(app.me_status(&old).await, StatusCode::UNAUTHORIZED);
+    for bad in ["5", "forever", ""] {
+        let refused = browser
+            .post(&format!("/tokens/{id}/rotate"), &[("grace", bad)])
+            .await;
+        refused.assert_redirect(&format!("/tokens/{id}"), bad);
+    }
 }
