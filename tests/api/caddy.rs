@@ -4,93 +4,37 @@
 //! `MULTITOKEN_REQUIRE_CADDY` is set (CI sets it).
 
 use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
 };
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, spawn_app_with};
-use crate::upstream::{free_port, installed, start_backend, token_with};
+use crate::upstream::{
+    Prepared, Proxy, app_behind_proxy, installed, port_of, start_backend, token_with,
+};
 
-/// A Caddy process with its own home in a temporary folder, stopped with the test.
-struct Caddy {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-impl Caddy {
-    /// `docs/Caddyfile` with its three addresses pointed at this test's servers.
-    fn start(binary: &str, multitoken_port: u16, backend_port: u16) -> Caddy {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let shipped =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/Caddyfile"))
-                .expect("docs/Caddyfile is shipped");
-        for address in ["127.0.0.1:8080", "127.0.0.1:3000", "127.0.0.1:8000"] {
-            assert!(shipped.contains(address), "docs/Caddyfile names {address}");
-        }
-        let config = shipped
-            .replace("127.0.0.1:8080", &format!("127.0.0.1:{multitoken_port}"))
-            .replace("127.0.0.1:3000", &format!("127.0.0.1:{backend_port}"))
-            .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
-        let config_path = dir.path().join("Caddyfile");
-        std::fs::write(&config_path, config).unwrap();
-        let log = dir.path().join("caddy.log");
-        let child = Command::new(binary)
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&config_path)
-            // Everything Caddy keeps stays in the temporary folder.
-            .env("HOME", dir.path())
-            .env("XDG_DATA_HOME", dir.path().join("data"))
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("caddy starts");
-        let mut caddy = Caddy {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = caddy.child.try_wait() {
-                panic!("caddy exited with {status}: {}", caddy.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "caddy did not listen: {}",
-                caddy.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        caddy
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
+/// Caddy on `docs/Caddyfile`, with its own home in the temporary folder.
+fn start_caddy(binary: &str, multitoken_port: u16, backend_port: u16) -> Proxy {
+    let prepared = Prepared::shipped("docs/Caddyfile", multitoken_port, backend_port);
+    let dir = prepared.dir.path();
+    let config_path = dir.join("Caddyfile");
+    std::fs::write(&config_path, &prepared.config).unwrap();
+    let log = dir.join("caddy.log");
+    let mut command = Command::new(binary);
+    command
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&config_path)
+        // Everything Caddy keeps stays in the temporary folder.
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .stderr(std::fs::File::create(&log).unwrap());
+    Proxy::start(prepared, command, log)
 }
 
 #[tokio::test]
@@ -98,11 +42,7 @@ async fn caddy_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
     let Some(binary) = installed(&["caddy", "/usr/bin/caddy"], "MULTITOKEN_REQUIRE_CADDY") else {
         return;
     };
-    // Caddy is a trusted proxy, as docs/Caddyfile asks: its X-Forwarded-For names the client.
-    let app = spawn_app_with(Backend::Sqlite, |settings| {
-        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await;
+    let app = app_behind_proxy().await;
     let owner = app.create_user("alice", false).await;
     let device = token_with(&app, &owner, "Küche 1", json!({})).await;
     let revoked = token_with(&app, &owner, "old", json!({})).await;
@@ -119,8 +59,7 @@ async fn caddy_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
     .await;
     let hits = Arc::new(AtomicUsize::new(0));
     let backend_port = start_backend(hits.clone()).await;
-    let multitoken_port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
-    let caddy = Caddy::start(binary, multitoken_port, backend_port);
+    let caddy = start_caddy(binary, port_of(&app), backend_port);
     let client = reqwest::Client::new();
     let send = |method: Method, path: &str, key: Option<&str>| {
         let mut request = client.request(method.clone(), caddy.url(path));

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, spawn_app, test_settings};
+use crate::helpers::{Backend, IssuedKey, TestApp, spawn_app, test_settings};
 use multitoken::startup::Application;
 
 /// The bound: a revocation reaches every other instance within this.
@@ -120,24 +120,47 @@ async fn assert_cache_live(app: &TestApp, other: &OtherInstance, session: &str, 
     );
 }
 
-#[tokio::test]
-async fn a_token_revoked_through_one_instance_is_refused_by_another_within_a_second() {
-    let Some(backend) = postgres_or_skip().await else {
-        return;
-    };
+/// Two instances on one database, both listening, and a device token of alice's that B has
+/// cached: what a test of a change made through A and seen by B starts from.
+struct Cached {
+    a: TestApp,
+    b: OtherInstance,
+    session: String,
+    device: IssuedKey,
+}
+
+async fn a_device_cached_on_b(backend: Backend, name: &str) -> Cached {
     let a = spawn_app(backend).await;
     let b = OtherInstance::start(&a).await;
     wait_for_listeners(&a, 2).await;
     let session = a.create_user("alice", false).await;
     assert_cache_live(&a, &b, &session, "probe").await;
-
-    // One token, revoked by an admin through A.
-    let device = a.create_token(&session, "thermostat").await;
+    let device = a.create_token(&session, name).await;
     assert_eq!(
         b.me_status(&device.key).await,
         StatusCode::OK,
         "cached on B"
     );
+    Cached {
+        a,
+        b,
+        session,
+        device,
+    }
+}
+
+#[tokio::test]
+async fn a_token_revoked_through_one_instance_is_refused_by_another_within_a_second() {
+    let Some(backend) = postgres_or_skip().await else {
+        return;
+    };
+    // One token, revoked by an admin through A.
+    let Cached {
+        a,
+        b,
+        session,
+        device,
+    } = a_device_cached_on_b(backend, "thermostat").await;
     let revoked = a
         .delete(
             &format!("/api/admin/tokens/{}/", device.id),
@@ -183,17 +206,12 @@ async fn a_policy_changed_through_one_instance_applies_on_another_within_a_secon
     let Some(backend) = postgres_or_skip().await else {
         return;
     };
-    let a = spawn_app(backend).await;
-    let b = OtherInstance::start(&a).await;
-    wait_for_listeners(&a, 2).await;
-    let session = a.create_user("alice", false).await;
-    assert_cache_live(&a, &b, &session, "probe").await;
-    let device = a.create_token(&session, "thermostat").await;
-    assert_eq!(
-        b.me_status(&device.key).await,
-        StatusCode::OK,
-        "cached on B"
-    );
+    let Cached {
+        a,
+        b,
+        session,
+        device,
+    } = a_device_cached_on_b(backend, "thermostat").await;
     // Bound to a network the test's loopback is not in: B must refuse it within the bound.
     let changed = a
         .client
@@ -253,17 +271,12 @@ async fn a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_
     let Some(backend) = postgres_or_skip().await else {
         return;
     };
-    let a = spawn_app(backend).await;
-    let b = OtherInstance::start(&a).await;
-    wait_for_listeners(&a, 2).await;
-    let session = a.create_user("alice", false).await;
-    assert_cache_live(&a, &b, &session, "probe").await;
-    let device = a.create_token(&session, "leaked").await;
-    assert_eq!(
-        b.me_status(&device.key).await,
-        StatusCode::OK,
-        "cached on B"
-    );
+    let Cached {
+        a,
+        b,
+        session,
+        device,
+    } = a_device_cached_on_b(backend, "leaked").await;
     let rotated = a
         .client
         .post(a.url(&format!("/api/tokens/{}/rotate/", device.id)))

@@ -3,102 +3,51 @@
 //! Skipped when nginx is missing, unless `MULTITOKEN_REQUIRE_NGINX` is set (CI sets it).
 
 use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::{Duration, Instant},
 };
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, spawn_app_with};
-use crate::upstream::{free_port, installed, start_backend, token_with};
+use crate::upstream::{
+    Prepared, Proxy, app_behind_proxy, installed, port_of, start_backend, token_with,
+};
 
-/// An nginx process in a temporary prefix, stopped with the test. It runs without a master
-/// process, so killing it leaves no worker behind.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
-}
-
-impl Nginx {
-    /// `docs/nginx.conf` with its three addresses pointed at this test's servers.
-    fn start(binary: &str, multitoken_port: u16, backend_port: u16) -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let shipped =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/nginx.conf"))
-                .expect("docs/nginx.conf is shipped");
-        for address in ["127.0.0.1:8080", "127.0.0.1:3000", "127.0.0.1:8000"] {
-            assert!(shipped.contains(address), "docs/nginx.conf names {address}");
-        }
-        let temp = dir.path().display();
-        // Everything nginx writes stays in the temporary folder.
-        let config = shipped
-            .replace("127.0.0.1:8080", &format!("127.0.0.1:{multitoken_port}"))
-            .replace("127.0.0.1:3000", &format!("127.0.0.1:{backend_port}"))
-            .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
-            .replacen(
-                "http {",
-                &format!(
-                    "http {{\n    access_log {temp}/access.log;\n    client_body_temp_path {temp}/body;\n    \
-                     proxy_temp_path {temp}/proxy;\n    fastcgi_temp_path {temp}/fastcgi;\n    \
-                     uwsgi_temp_path {temp}/uwsgi;\n    scgi_temp_path {temp}/scgi;\n"
-                ),
-                1,
-            );
-        let config_path = dir.path().join("nginx.conf");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .arg("-c")
-            .arg(&config_path)
-            .arg("-g")
-            .arg(format!(
-                "daemon off; master_process off; pid {temp}/nginx.pid;"
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        let mut nginx = Nginx { child, port, dir };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                panic!("nginx exited with {status}: {}", nginx.error_log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nginx did not listen: {}",
-                nginx.error_log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
-    }
-
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
+/// nginx on `docs/nginx.conf`, everything it writes in its temporary folder. It runs without
+/// a master process, so killing it leaves no worker behind.
+fn start_nginx(binary: &str, multitoken_port: u16, backend_port: u16) -> Proxy {
+    let mut prepared = Prepared::shipped("docs/nginx.conf", multitoken_port, backend_port);
+    let temp = prepared.dir.path().display().to_string();
+    prepared.config = prepared.config.replacen(
+        "http {",
+        &format!(
+            "http {{\n    access_log {temp}/access.log;\n    client_body_temp_path {temp}/body;\n    \
+             proxy_temp_path {temp}/proxy;\n    fastcgi_temp_path {temp}/fastcgi;\n    \
+             uwsgi_temp_path {temp}/uwsgi;\n    scgi_temp_path {temp}/scgi;\n"
+        ),
+        1,
+    );
+    let config_path = prepared.dir.path().join("nginx.conf");
+    std::fs::write(&config_path, &prepared.config).unwrap();
+    let log = prepared.dir.path().join("error.log");
+    let mut command = Command::new(binary);
+    command
+        .arg("-p")
+        .arg(prepared.dir.path())
+        .arg("-e")
+        .arg(&log)
+        .arg("-c")
+        .arg(&config_path)
+        .arg("-g")
+        .arg(format!(
+            "daemon off; master_process off; pid {temp}/nginx.pid;"
+        ))
+        .stderr(Stdio::null());
+    Proxy::start(prepared, command, log)
 }
 
 #[tokio::test]
@@ -106,11 +55,7 @@ async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
     let Some(binary) = installed(&["nginx", "/usr/sbin/nginx"], "MULTITOKEN_REQUIRE_NGINX") else {
         return;
     };
-    // nginx is a trusted proxy, as docs/nginx.conf asks: its X-Forwarded-For names the client.
-    let app = spawn_app_with(Backend::Sqlite, |settings| {
-        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await;
+    let app = app_behind_proxy().await;
     let session = app.create_user("alice", false).await;
     let device = app.create_token(&session, "Küche 1").await;
     let revoked = app.create_token(&session, "old").await;
@@ -118,8 +63,7 @@ async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
         .await;
     let hits = Arc::new(AtomicUsize::new(0));
     let backend_port = start_backend(hits.clone()).await;
-    let multitoken_port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
-    let nginx = Nginx::start(binary, multitoken_port, backend_port);
+    let nginx = start_nginx(binary, port_of(&app), backend_port);
     let client = reqwest::Client::new();
 
     // Allowed: reaches the backend, with the caller named by nginx, not by the client.
@@ -131,7 +75,7 @@ async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.error_log());
+    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.log());
     let echo: Value = response.json().await.unwrap();
     assert_eq!(echo["path"], "/hello");
     assert_eq!(echo["user"], "alice", "forged headers are replaced: {echo}");
@@ -153,7 +97,7 @@ async fn nginx_with_the_shipped_config_lets_valid_tokens_through_and_stops_the_r
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.error_log());
+    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.log());
     let echo: Value = response.json().await.unwrap();
     assert_eq!(echo["method"], "POST");
     assert_eq!(echo["body"], "payload");
@@ -188,10 +132,7 @@ async fn nginx_with_the_shipped_config_enforces_read_only_scopes_and_networks() 
     let Some(binary) = installed(&["nginx", "/usr/sbin/nginx"], "MULTITOKEN_REQUIRE_NGINX") else {
         return;
     };
-    let app = spawn_app_with(Backend::Sqlite, |settings| {
-        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await;
+    let app = app_behind_proxy().await;
     let owner = app.create_user("alice", false).await;
     let reader = token_with(&app, &owner, "reader", json!({"read_only": true})).await;
     let billing = token_with(
@@ -211,8 +152,7 @@ async fn nginx_with_the_shipped_config_enforces_read_only_scopes_and_networks() 
     .await;
     let hits = Arc::new(AtomicUsize::new(0));
     let backend_port = start_backend(hits.clone()).await;
-    let multitoken_port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
-    let nginx = Nginx::start(binary, multitoken_port, backend_port);
+    let nginx = start_nginx(binary, port_of(&app), backend_port);
     let client = reqwest::Client::new();
     let send = |method: reqwest::Method, path: &str, key: &str| {
         let request = client
@@ -235,7 +175,7 @@ async fn nginx_with_the_shipped_config_enforces_read_only_scopes_and_networks() 
         response.status(),
         StatusCode::OK,
         "a read-only token reads: {}",
-        nginx.error_log()
+        nginx.log()
     );
     for method in [reqwest::Method::POST, reqwest::Method::DELETE] {
         let response = send(method.clone(), "/thermostat", &reader.key)
@@ -262,7 +202,7 @@ async fn nginx_with_the_shipped_config_enforces_read_only_scopes_and_networks() 
     let response = send(reqwest::Method::GET, "/billing/invoices", &billing.key)
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.error_log());
+    assert_eq!(response.status(), StatusCode::OK, "{}", nginx.log());
     let echo: Value = response.json().await.unwrap();
     assert_eq!(echo["scopes"], "billing orders", "{echo}");
     assert_eq!(echo["user"], "alice", "{echo}");
@@ -289,7 +229,7 @@ async fn nginx_with_the_shipped_config_enforces_read_only_scopes_and_networks() 
         response.status(),
         StatusCode::OK,
         "127.0.0.1 is allowed: {}",
-        nginx.error_log()
+        nginx.log()
     );
     let response = send(reqwest::Method::GET, "/hello", &remote.key)
         .await

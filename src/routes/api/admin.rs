@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     ErrorResponse, TokenResponse,
-    tokens::{RotateRequest, RotatedResponse},
+    tokens::{RotateRequest, RotatedResponse, rotation},
 };
 use crate::{
     entities::{tokens::TokenKind, users::Model as User},
@@ -184,17 +184,8 @@ pub async fn rotate_token(
     id: web::Path<Uuid>,
     body: JsonOrForm<RotateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let grace = body.0.grace()?;
-    let rotated = tokens::rotate(
-        &state.db,
-        &state.revocations,
-        &admin.actor(),
-        tokens::RotatedBy::Admin,
-        id.into_inner(),
-        grace,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(RotatedResponse::from(rotated)))
+    let by = tokens::RotatedBy::Admin;
+    rotation(&state, &admin.actor(), by, id.into_inner(), body.0).await
 }
 
 /// Revoke every token of a user, sessions and devices alike.

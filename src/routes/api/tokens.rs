@@ -14,6 +14,7 @@ use crate::{
     routes::extract::ApiUser,
     services::{
         Invalid,
+        audit::Actor,
         tokens::{
             self, Lifetime, NewToken, TokenChange, TokenName,
             policy::{Patch, Policy, PolicyPatch},
@@ -258,6 +259,20 @@ pub struct RotatedResponse {
     pub previous_key_expires_at: Option<DateTime<Utc>>,
 }
 
+/// What every rotate route does once it knows who rotates which token: the grace read, the
+/// rotation, the new key answered.
+pub async fn rotation(
+    state: &AppState,
+    actor: &Actor,
+    by: tokens::RotatedBy<'_>,
+    id: Uuid,
+    request: RotateRequest,
+) -> Result<HttpResponse, ApiError> {
+    let grace = request.grace()?;
+    let rotated = tokens::rotate(&state.db, &state.revocations, actor, by, id, grace).await?;
+    Ok(HttpResponse::Ok().json(RotatedResponse::from(rotated)))
+}
+
 impl From<tokens::Rotated> for RotatedResponse {
     fn from(rotated: tokens::Rotated) -> RotatedResponse {
         RotatedResponse {
@@ -293,17 +308,8 @@ pub async fn rotate_token(
     id: web::Path<Uuid>,
     body: JsonOrForm<RotateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let grace = body.0.grace()?;
-    let rotated = tokens::rotate(
-        &state.db,
-        &state.revocations,
-        &caller.actor(),
-        tokens::RotatedBy::Owner(&caller.0.user),
-        id.into_inner(),
-        grace,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(RotatedResponse::from(rotated)))
+    let by = tokens::RotatedBy::Owner(&caller.0.user);
+    rotation(&state, &caller.actor(), by, id.into_inner(), body.0).await
 }
 
 /// Rotate the key presented, with the token itself (a device renewing its own key; read-only
@@ -325,15 +331,13 @@ pub async fn rotate_self(
     caller: ApiUser,
     body: JsonOrForm<RotateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let grace = body.0.grace()?;
-    let rotated = tokens::rotate(
-        &state.db,
-        &state.revocations,
+    let id = caller.0.token.id;
+    rotation(
+        &state,
         &caller.actor(),
         tokens::RotatedBy::Itself,
-        caller.0.token.id,
-        grace,
+        id,
+        body.0,
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(RotatedResponse::from(rotated)))
+    .await
 }
