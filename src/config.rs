@@ -126,6 +126,16 @@ pub struct Settings {
     /// Redis for the login-attempt counters (redis://HOST:PORT/DB); the database holds them when unset.
     #[arg(long, env = "MULTITOKEN_REDIS_URL", hide_env_values = true, value_parser = parse_redis_url, global = true)]
     pub redis_url: Option<String>,
+    /// How long a device's pairing codes (POST /api/pair/) wait for approval.
+    #[arg(long, env = "MULTITOKEN_PAIRING_TTL", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub pairing_ttl: Duration,
+    /// How often a pairing device may poll for its token (whole seconds, at least 1); RFC 8628 says 5s.
+    #[arg(long, env = "MULTITOKEN_PAIRING_INTERVAL", default_value = "5s", value_parser = parse_pairing_interval, global = true)]
+    pub pairing_interval: Duration,
+    /// The address people reach this service at (https://tokens.example.com), for the pairing
+    /// link shown on devices; unset: taken from each request's Host.
+    #[arg(long, env = "MULTITOKEN_PUBLIC_URL", value_parser = parse_public_url, global = true)]
+    pub public_url: Option<String>,
     /// Prefix of this service's Redis keys, for several deployments sharing one Redis.
     #[arg(
         long,
@@ -275,6 +285,27 @@ impl fmt::Debug for SecretKey {
 }
 
 /// A duration of whole days between one and `policy::IDLE_EXPIRY_MAX_DAYS`.
+fn parse_pairing_interval(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.subsec_nanos() != 0 || !(1..=3600).contains(&duration.as_secs()) {
+        return Err("must be whole seconds, 1s to 1h".into());
+    }
+    Ok(duration)
+}
+
+/// An http(s) URL without a query; a trailing slash is dropped.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err("must be a URL such as https://tokens.example.com".into());
+    }
+    Ok(url.to_owned())
+}
+
 fn parse_idle_expiry(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     let days = duration.as_secs() / 86_400;

@@ -6,7 +6,13 @@ use serde_json::json;
 
 use crate::{
     auth::redact::redact_keys,
-    services::{Invalid, tokens::TokenError, users::UserError},
+    services::{
+        Invalid,
+        pairing::{NotYet, PairingError, PollError},
+        throttle::ThrottleError,
+        tokens::TokenError,
+        users::UserError,
+    },
     verify::AuthError,
 };
 
@@ -52,6 +58,14 @@ pub enum ApiError {
     TooManyAttempts { retry_after: u64 },
     #[error("send the body as application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType,
+    /// 400 in the shape of OAuth (RFC 6749 §5.2, RFC 8628 §3.5): `error` is the code a device
+    /// flow client acts on; `interval` only with `slow_down`.
+    #[error("{code}")]
+    OAuth {
+        code: &'static str,
+        description: &'static str,
+        interval: Option<i32>,
+    },
     /// 503: a store the answer depends on does not answer; says which.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
@@ -97,6 +111,7 @@ impl std::fmt::Debug for ApiError {
                 .field("retry_after", retry_after)
                 .finish(),
             ApiError::UnsupportedMediaType => f.write_str("UnsupportedMediaType"),
+            ApiError::OAuth { code, .. } => f.debug_tuple("OAuth").field(code).finish(),
             ApiError::Unavailable(store) => f.debug_tuple("Unavailable").field(store).finish(),
             // The cause is logged once, redacted, by `error_response`.
             ApiError::Internal(_) => f.write_str("Internal"),
@@ -112,6 +127,7 @@ impl ResponseError for ApiError {
             | ApiError::Validation(_)
             | ApiError::InvalidFields(_)
             | ApiError::WrongType { .. }
+            | ApiError::OAuth { .. }
             | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) | ApiError::InsufficientScope => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -145,6 +161,16 @@ impl ResponseError for ApiError {
             ApiError::WrongType { field, message } => {
                 body["fields"] = json!({ field.as_str(): [message] });
             }
+            ApiError::OAuth {
+                description,
+                interval,
+                ..
+            } => {
+                body["error_description"] = json!(description);
+                if let Some(interval) = interval {
+                    body["interval"] = json!(interval);
+                }
+            }
             ApiError::InvalidFields(problems) => {
                 let names: Vec<&str> = problems.iter().map(|p| p.field).collect();
                 body["error"] = json!(format!("invalid {}", names.join(", ")));
@@ -169,6 +195,10 @@ impl ResponseError for ApiError {
             }
             ApiError::TooManyAttempts { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            // RFC 6749 §5.2: token endpoint answers are never cached.
+            ApiError::OAuth { .. } => {
+                response.insert_header((header::CACHE_CONTROL, "no-store"));
             }
             _ => {}
         }
@@ -228,5 +258,56 @@ impl From<UserError> for ApiError {
 impl From<Invalid> for ApiError {
     fn from(invalid: Invalid) -> ApiError {
         ApiError::Validation(invalid)
+    }
+}
+
+impl From<PairingError> for ApiError {
+    fn from(error: PairingError) -> ApiError {
+        match error {
+            PairingError::UnknownCode => ApiError::NotFound(error.to_string()),
+            PairingError::Throttle(ThrottleError::Throttled { retry_after }) => {
+                ApiError::TooManyAttempts {
+                    retry_after: retry_after.as_secs(),
+                }
+            }
+            PairingError::Throttle(ThrottleError::Redis(e)) => {
+                log::error!("pairing refused: {e}");
+                ApiError::Unavailable("login throttle (Redis)")
+            }
+            PairingError::Throttle(ThrottleError::Db(e)) | PairingError::Db(e) => {
+                ApiError::internal(e)
+            }
+            PairingError::Token(e) => e.into(),
+        }
+    }
+}
+
+impl From<PollError> for ApiError {
+    fn from(error: PollError) -> ApiError {
+        let reason = match error {
+            PollError::NotYet(reason) => reason,
+            PollError::Db(e) => return ApiError::internal(e),
+        };
+        let (description, interval) = match reason {
+            NotYet::Pending => (
+                "the pairing is not approved yet; poll again after the interval",
+                None,
+            ),
+            NotYet::SlowDown { interval } => (
+                "polled too soon; wait the new interval between polls",
+                Some(interval),
+            ),
+            NotYet::Denied => ("the pairing was denied", None),
+            NotYet::Expired => ("the pairing codes expired; start again", None),
+            NotYet::InvalidGrant => (
+                "unknown device_code, or its token was already collected",
+                None,
+            ),
+        };
+        ApiError::OAuth {
+            code: reason.code(),
+            description,
+            interval,
+        }
     }
 }

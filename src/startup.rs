@@ -22,7 +22,7 @@ use crate::{
         tokens,
         users::{self, Bootstrap},
     },
-    state::{AppState, policy_from, throttle_config},
+    state::{AppState, pairing_config, policy_from, throttle_config},
     verify::{
         Revocations, Verifier, VerifierConfig, last_used, lookup::Lookup, refusals, revocations,
     },
@@ -177,6 +177,8 @@ impl Application {
             revocations: background.revocations.clone(),
             throttle,
             trusted_proxies: settings.trusted_proxies.clone(),
+            pairing: pairing_config(settings),
+            public_url: settings.public_url.clone(),
         });
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             address: settings.bind.to_string(),

@@ -9,6 +9,7 @@ use crate::{
     config::{SecretKey, Settings},
     services::{
         Policy,
+        pairing::PairingConfig,
         throttle::{LoginThrottle, ThrottleConfig},
     },
     verify::{Revocations, Verifier},
@@ -32,6 +33,10 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long pairing codes live and how often devices may poll.
+    pub pairing: PairingConfig,
+    /// Where people reach the service, for pairing links; `None`: from the request's Host.
+    pub public_url: Option<String>,
 }
 
 pub fn policy_from(settings: &Settings) -> Policy {
@@ -50,5 +55,12 @@ pub fn throttle_config(settings: &Settings) -> ThrottleConfig {
         per_username: settings.login_max_failures,
         per_address: settings.login_max_failures_per_address,
         window: settings.login_failure_window,
+    }
+}
+
+pub fn pairing_config(settings: &Settings) -> PairingConfig {
+    PairingConfig {
+        ttl: settings.pairing_ttl,
+        interval: settings.pairing_interval,
     }
 }

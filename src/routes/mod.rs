@@ -71,6 +71,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::admin::create_user)
         .service(api::admin::delete_user)
         .service(api::admin::list_audit_events)
+        .service(api::pairing::start_pairing)
+        .service(api::pairing::collect_token)
+        .service(api::pairing::approve_pairing)
+        .service(api::pairing::deny_pairing)
         .service(forward_auth::verify_token)
         .service(api::introspect::introspect_token);
 }

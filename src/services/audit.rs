@@ -73,6 +73,7 @@ pub enum Action {
     TokenRevoked,
     TokenExpired,
     TokenPruned,
+    DevicePaired,
     LoginFailed,
     UserCreated,
     UserDeactivated,
@@ -82,7 +83,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::TokenCreated,
         Action::TokenUpdated,
         Action::TokenRotated,
@@ -90,6 +91,7 @@ impl Action {
         Action::TokenRevoked,
         Action::TokenExpired,
         Action::TokenPruned,
+        Action::DevicePaired,
         Action::LoginFailed,
         Action::UserCreated,
         Action::UserDeactivated,
@@ -108,6 +110,7 @@ impl Action {
             Action::TokenRevoked => "token.revoked",
             Action::TokenExpired => "token.expired",
             Action::TokenPruned => "token.pruned",
+            Action::DevicePaired => "device.paired",
             Action::LoginFailed => "login.failed",
             Action::UserCreated => "user.created",
             Action::UserDeactivated => "user.deactivated",

@@ -158,11 +158,40 @@ impl LoginThrottle {
         username: &str,
         address: Option<&str>,
     ) -> Result<Attempt, ThrottleError> {
-        let at = whole_millis(now());
         let mut keys = vec![(username_key(username), true, self.config.per_username)];
         if let Some(address) = address {
             keys.push((address_key(address), false, self.config.per_address));
         }
+        self.begin_keys(keys).await
+    }
+
+    /// Records an attempt to name a pairing code, made by `approver` from `address`: wrong codes
+    /// count like failed logins, with the same limits, under keys of their own (a guessed code
+    /// does not lock the approver out of signing in). A right code forgives nothing, since anyone
+    /// can ask for a code of their own to name.
+    pub async fn begin_pairing(
+        &self,
+        approver: Uuid,
+        address: Option<&str>,
+    ) -> Result<Attempt, ThrottleError> {
+        let mut keys = vec![(
+            format!("pair:user:{}", approver.simple()),
+            false,
+            self.config.per_username,
+        )];
+        if let Some(address) = address {
+            keys.push((
+                format!("pair:{}", address_key(address)),
+                false,
+                self.config.per_address,
+            ));
+        }
+        self.begin_keys(keys).await
+    }
+
+    /// `keys`: (key, whether a success forgives its failures, limit).
+    async fn begin_keys(&self, keys: Vec<(String, bool, u32)>) -> Result<Attempt, ThrottleError> {
+        let at = whole_millis(now());
         let mut attempt = Attempt {
             records: Vec::new(),
         };

@@ -65,6 +65,9 @@ pub fn test_settings(database_url: &str) -> Settings {
         trusted_proxies: Vec::new(),
         redis_url: None,
         redis_prefix: "multitoken:".to_owned(),
+        pairing_ttl: Duration::from_secs(600),
+        pairing_interval: Duration::from_secs(5),
+        public_url: None,
     }
 }
 

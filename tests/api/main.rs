@@ -16,6 +16,7 @@ mod instances;
 mod last_used;
 mod names;
 mod nginx;
+mod pairing;
 mod policy;
 mod robustness;
 mod rotation;

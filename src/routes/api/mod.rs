@@ -1,6 +1,7 @@
 //! The JSON API under `/api`.
 pub mod admin;
 pub mod introspect;
+pub mod pairing;
 mod policy_request;
 pub mod session;
 pub mod timestamp;

@@ -99,6 +99,14 @@ impl NewToken {
     pub fn device(name: TokenName, lifetime: Lifetime) -> NewToken {
         NewToken {
             name: Some(name),
+            ..NewToken::device_unnamed(lifetime)
+        }
+    }
+
+    /// A device token whose name is chosen later (a pairing names it after the device).
+    pub fn device_unnamed(lifetime: Lifetime) -> NewToken {
+        NewToken {
+            name: None,
             generated_name_label: "device",
             kind: TokenKind::Device,
             lifetime,

@@ -37,6 +37,7 @@ fn describe(action: Option<Action>) -> &'static str {
         Some(Action::TokenRevoked) => "Token revoked",
         Some(Action::TokenExpired) => "Token expired",
         Some(Action::TokenPruned) => "Token pruned",
+        Some(Action::DevicePaired) => "Device paired",
         Some(Action::LoginFailed) => "Login failed",
         Some(Action::UserCreated) => "User created",
         Some(Action::UserDeactivated) => "User deactivated",
