@@ -274,6 +274,39 @@ impl FromRequest for AdminUser {
     }
 }
 
+/// The scheme and host the client addressed: the request's own (`Host`, and whether this
+/// server speaks TLS), unless the TCP peer is a trusted proxy (`MULTITOKEN_TRUSTED_PROXIES`):
+/// only then do its `Forwarded` / `X-Forwarded-Host` / `X-Forwarded-Proto` say what the client
+/// used, since anyone else can send them.
+pub fn site_origin(req: &HttpRequest) -> (String, String) {
+    if peer_is_trusted_proxy(req) {
+        let info = req.connection_info();
+        return (info.scheme().to_owned(), info.host().to_owned());
+    }
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| req.app_config().host().to_owned());
+    (scheme.to_owned(), host)
+}
+
+fn peer_is_trusted_proxy(req: &HttpRequest) -> bool {
+    let Some(peer) = req.peer_addr() else {
+        return false;
+    };
+    let peer = peer.ip().to_canonical();
+    req.app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.trusted_proxies.iter().any(|net| net.contains(&peer)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     routes::{
         body::JsonOrForm,
-        extract::{ApiUser, ClientAddress},
+        extract::{ApiUser, ClientAddress, site_origin},
     },
     services::{
         pairing::{self, Started},
@@ -86,14 +86,14 @@ pub async fn start_pairing(
         }))
 }
 
-/// Where people reach this service: `MULTITOKEN_PUBLIC_URL`, else the scheme and Host of the
-/// request (behind a proxy, as it forwarded them).
+/// Where people reach this service: `MULTITOKEN_PUBLIC_URL`, else the scheme and host the
+/// device addressed (behind a trusted proxy, as it forwarded them).
 fn public_root(state: &AppState, req: &HttpRequest) -> String {
     match &state.public_url {
         Some(url) => url.clone(),
         None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
+            let (scheme, host) = site_origin(req);
+            format!("{scheme}://{host}")
         }
     }
 }

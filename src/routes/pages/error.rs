@@ -5,7 +5,10 @@ use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use crate::{
     auth::redact::redact_keys,
     error::API_BODY_LIMIT,
-    services::{Invalid, tokens::TokenError, users::UserError},
+    services::{
+        Invalid, pairing::PairingError, throttle::ThrottleError, tokens::TokenError,
+        users::UserError,
+    },
 };
 
 /// Errors of the web UI: an HTML page (or a redirect to the sign-in page), never JSON, never
@@ -136,6 +139,30 @@ impl From<UserError> for WebError {
             UserError::Token(e) => e.into(),
             UserError::Password(e) => WebError::internal(e),
             UserError::Db(e) => WebError::internal(e),
+        }
+    }
+}
+
+impl From<PairingError> for WebError {
+    fn from(error: PairingError) -> WebError {
+        match error {
+            PairingError::UnknownCode => WebError::Refused(
+                "That code is unknown, has expired or was already used. Check the code on the device, or start pairing again there.".into(),
+            ),
+            PairingError::Throttle(ThrottleError::Throttled { retry_after }) => {
+                WebError::Refused(format!(
+                    "Too many wrong codes. Try again in {} seconds.",
+                    retry_after.as_secs()
+                ))
+            }
+            PairingError::Throttle(ThrottleError::Redis(e)) => {
+                log::error!("pairing refused: {e}");
+                WebError::Unavailable("Pairing is unavailable.")
+            }
+            PairingError::Throttle(ThrottleError::Db(e)) | PairingError::Db(e) => {
+                WebError::internal(e)
+            }
+            PairingError::Token(e) => e.into(),
         }
     }
 }

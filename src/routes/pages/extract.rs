@@ -12,7 +12,7 @@ use crate::{
     routes::pages::error::WebError,
     routes::{
         body::read_bounded,
-        extract::{ClientAddress, user_agent},
+        extract::{ClientAddress, site_origin, user_agent},
     },
     services::{
         audit::Actor,
@@ -170,34 +170,8 @@ fn origin_is_ours(req: &HttpRequest) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    let (scheme, host) = if peer_is_trusted_proxy(req) {
-        let info = req.connection_info();
-        (info.scheme().to_owned(), info.host().to_owned())
-    } else {
-        let scheme = if req.app_config().secure() {
-            "https"
-        } else {
-            "http"
-        };
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()))
-            .unwrap_or_else(|| req.app_config().host().to_owned());
-        (scheme.to_owned(), host)
-    };
+    let (scheme, host) = site_origin(req);
     same_origin(origin, &scheme, &host)
-}
-
-fn peer_is_trusted_proxy(req: &HttpRequest) -> bool {
-    let Some(peer) = req.peer_addr() else {
-        return false;
-    };
-    let peer = peer.ip().to_canonical();
-    req.app_data::<web::Data<AppState>>()
-        .is_some_and(|state| state.trusted_proxies.iter().any(|net| net.contains(&peer)))
 }
 
 /// `origin` (`scheme://host[:port]`) names `scheme` and `host`; ASCII case and a default port

@@ -8,6 +8,7 @@ pub mod assets;
 pub mod error;
 pub mod extract;
 pub mod format;
+pub mod pair;
 pub mod session;
 pub mod sign_in;
 pub mod token;
@@ -210,6 +211,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .service(token::change_token)
                 .service(token::rotate_key)
                 .service(tokens::delete_token)
+                .service(pair::pair_page)
+                .service(pair::look_up_code)
+                .service(pair::decide)
                 .service(account::password_page)
                 .service(account::change_password)
                 .service(admin::users_page)

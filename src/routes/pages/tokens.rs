@@ -78,11 +78,8 @@ struct TokensPage {
     layout: Layout,
     tokens: Vec<TokenRow>,
     revealed: Option<RevealedKey>,
-    expiry_choices: [u32; 4],
-    today: String,
+    terms: TermsDefaults,
     max_tokens: u32,
-    /// What the idle-expiry field starts with: the deployment's default for device tokens.
-    idle_default: String,
 }
 
 #[get("/tokens")]
@@ -110,20 +107,22 @@ async fn show_tokens(
         revealed,
         layout: Layout::signed_in(user, "tokens"),
         tokens,
-        expiry_choices: EXPIRY_CHOICES,
-        today: at.date_naive().to_string(),
+        terms: TermsDefaults::new(state, at),
         max_tokens: state.policy.max_tokens_per_user,
-        idle_default: state
-            .policy
-            .device_idle_expiry_days
-            .map(|days| days.to_string())
-            .unwrap_or_default(),
     })
 }
 
 #[derive(Deserialize)]
 pub struct NewTokenForm {
     name: String,
+    #[serde(flatten)]
+    terms: TermsForm,
+}
+
+/// What a new device token is given besides its name: its expiry and access. Shared by the
+/// create form and the pairing approval (`templates/tokens/terms.html`).
+#[derive(Deserialize)]
+pub struct TermsForm {
     /// `never`, a number of days from `EXPIRY_CHOICES`, or `date`.
     #[serde(default)]
     expires: String,
@@ -137,9 +136,13 @@ pub struct NewTokenForm {
     access: AccessForm,
 }
 
-impl NewTokenForm {
-    fn validate(self, at: DateTime<Utc>) -> Result<NewToken, tokens::TokenError> {
-        let name = TokenName::parse(&self.name)?;
+impl TermsForm {
+    /// The device token these terms describe, named `name` (`None`: named later).
+    pub fn new_token(
+        self,
+        name: Option<TokenName>,
+        at: DateTime<Utc>,
+    ) -> Result<NewToken, tokens::TokenError> {
         let access = self.access.creation(&self.max_uses)?.validate(None)?;
         let lifetime = match self.expires.as_str() {
             "" | "never" => Lifetime::Forever,
@@ -156,7 +159,40 @@ impl NewTokenForm {
                 .ok_or_else(|| Invalid::new("expires", "is not one of the choices"))
                 .and_then(|days| Lifetime::in_days(days, "expires"))?,
         };
-        Ok(NewToken::device(name, lifetime).with_access(access))
+        Ok(NewToken {
+            name,
+            ..NewToken::device_unnamed(lifetime)
+        }
+        .with_access(access))
+    }
+}
+
+impl NewTokenForm {
+    fn validate(self, at: DateTime<Utc>) -> Result<NewToken, tokens::TokenError> {
+        let name = TokenName::parse(&self.name)?;
+        self.terms.new_token(Some(name), at)
+    }
+}
+
+/// What the terms fields start with: the expiry choices, today's date (the earliest a date may
+/// be), and the deployment's idle expiry for device tokens.
+pub struct TermsDefaults {
+    pub expiry_choices: [u32; 4],
+    pub today: String,
+    pub idle_default: String,
+}
+
+impl TermsDefaults {
+    pub fn new(state: &AppState, at: DateTime<Utc>) -> TermsDefaults {
+        TermsDefaults {
+            expiry_choices: EXPIRY_CHOICES,
+            today: at.date_naive().to_string(),
+            idle_default: state
+                .policy
+                .device_idle_expiry_days
+                .map(|days| days.to_string())
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -294,10 +330,12 @@ mod tests {
     fn form(expires: &str, expires_on: &str) -> NewTokenForm {
         NewTokenForm {
             name: "sensor".into(),
-            expires: expires.into(),
-            expires_on: expires_on.into(),
-            max_uses: String::new(),
-            access: AccessForm::default(),
+            terms: TermsForm {
+                expires: expires.into(),
+                expires_on: expires_on.into(),
+                max_uses: String::new(),
+                access: AccessForm::default(),
+            },
         }
     }
 

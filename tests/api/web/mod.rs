@@ -2,6 +2,7 @@
 //! Every page and form: status, redirects, CSRF refusal, escaping, admin-only pages, key shown once.
 
 mod admin;
+mod pair;
 mod policy;
 mod safety;
 mod sign_in;
