@@ -16,7 +16,7 @@ use std::{
     time::Instant,
 };
 
-use crate::helpers::{ADMIN_PASSWORD, Backend, spawn_app};
+use crate::helpers::{ADMIN_PASSWORD, Backend, spawn_app_with};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -126,7 +126,11 @@ async fn the_web_ui_works_end_to_end_in_headless_chromium() {
         }
     }
 
-    let app = spawn_app(Backend::Sqlite).await;
+    // A pairing device may poll every second, so the pairing check waits little.
+    let app = spawn_app_with(Backend::Sqlite, |settings| {
+        settings.pairing_interval = std::time::Duration::from_secs(1);
+    })
+    .await;
     let base_url = app.address.clone();
     let started = Instant::now();
     // The server runs on this test's runtime: wait for the browser on a thread of its own.

@@ -475,6 +475,78 @@ async function run() {
     noProblems();
   });
 
+  await check('rotating the key on the token page shows the new key once; the old one works through the grace, marked rotated', async () => {
+    await user.page.goto(`${base}/tokens/${stationId}`);
+    await user.page.getByLabel('The previous key stops').selectOption({ label: 'In 1 hour' });
+    await submitAndWait(user.page, user.page.getByRole('button', { name: 'Rotate key' }), `/tokens/${stationId}/rotate`);
+    const newKey = (await user.page.locator('#new-key').textContent()).trim();
+    assert.notEqual(newKey, stationKey, 'a new key');
+    const until = (await user.page.locator('[data-fact="previous-key"]').textContent()).trim();
+    assert.match(until, /previous key works until/);
+    const fresh = await me(newKey);
+    assert.equal(fresh.status, 200, 'the new key works');
+    const response = await fetch(`${base}/api/me/`, { headers: { Authorization: `Token ${stationKey}` } });
+    assert.equal(response.status, 200, 'the old key works through the grace');
+    assert.equal(response.headers.get('x-token-rotated'), 'true', 'and says it was replaced');
+    stationKey = newKey;
+    await user.page.goto(`${base}/tokens/${stationId}`);
+    assert.equal(await user.page.locator('#new-key').count(), 0, 'the key is not shown again');
+    noProblems();
+  });
+
+  await check('a device pairs: it polls while the user approves its code in the browser', async () => {
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const startAnswer = await fetch(`${base}/api/pair/`, { method: 'POST', headers: form, body: 'name=hall+display&client_id=e2e' });
+    assert.equal(startAnswer.status, 200);
+    const pairing = await startAnswer.json();
+    assert.match(pairing.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
+    const grant = 'urn:ietf:params:oauth:grant-type:device_code';
+    const pollOnce = async () => {
+      const body = `grant_type=${encodeURIComponent(grant)}&device_code=${pairing.device_code}`;
+      const answer = await fetch(`${base}/api/pair/token/`, { method: 'POST', headers: form, body });
+      return { status: answer.status, json: await answer.json() };
+    };
+    // The device polls once before anyone approves, then at the interval it was given (longer
+    // when told to slow down) while the person approves in the browser.
+    const first = await pollOnce();
+    assert.equal(first.json.error, 'authorization_pending', 'not approved yet');
+    const device = (async () => {
+      const seen = [first.json.error];
+      let interval = pairing.interval;
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, interval * 1000));
+        const { status, json } = await pollOnce();
+        if (status === 200) return { seen, token: json };
+        seen.push(json.error);
+        if (json.error === 'slow_down') interval = json.interval;
+        else if (json.error !== 'authorization_pending') throw new Error(`pairing failed: ${JSON.stringify(json)}`);
+      }
+      throw new Error(`no token within a minute; polls answered ${JSON.stringify(seen)}`);
+    })();
+    await user.page.goto(pairing.verification_uri_complete);
+    assert.equal(pathOf(user.page), '/pair');
+    assert.equal(await user.page.getByLabel('Code', { exact: true }).inputValue(), pairing.user_code, 'the link fills the code in');
+    await submitAndWait(user.page, user.page.getByRole('button', { name: 'Continue' }), '/pair');
+    assert.match(await user.page.locator('[data-fact="suggested-name"]').textContent(), /hall display/);
+    assert.equal(await user.page.getByLabel('Name', { exact: true }).inputValue(), 'hall display', "the device's name is suggested");
+    await user.page.locator('input[name="access"][value="read_only"]').check();
+    await screenshot(user.page, '06b-pair-approve');
+    await user.page.getByRole('button', { name: 'Approve' }).click();
+    await user.page.waitForURL((url) => url.pathname.startsWith('/tokens/'));
+    await expectFlash(user.page, 'success', /Device paired as .hall display./);
+    const { seen, token } = await device;
+    assert.ok(!seen.includes('slow_down'), `the device kept to its interval: ${JSON.stringify(seen)}`);
+    assert.equal(token.token_type, 'Bearer');
+    assert.equal(token.token_name, 'hall display');
+    assert.equal(pathOf(user.page), `/tokens/${token.token_id}`, "the approval leads to the paired token's page");
+    const { status, body } = await me(token.access_token);
+    assert.equal(status, 200, 'the paired key works');
+    assert.equal(body.user, userName);
+    assert.equal(body.token.read_only, true, 'with the access chosen in the browser');
+    noProblems();
+  });
+
   await check('the tokens page fits a 375×700 phone screen', async () => {
     await user.page.setViewportSize({ width: 375, height: 700 });
     await user.page.reload();
