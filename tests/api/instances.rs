@@ -292,3 +292,46 @@ async fn a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_
     eprintln!("rotated key refused by the other instance after {took:?}");
     b.handle.stop(true).await;
 }
+
+#[tokio::test]
+async fn a_self_rotated_key_retired_by_the_new_keys_first_use_on_one_instance_is_refused_by_another_within_a_second()
+ {
+    let Some(backend) = postgres_or_skip().await else {
+        return;
+    };
+    let Cached { a, b, device, .. } = a_device_cached_on_b(backend, "self-rotating").await;
+    let rotated = a
+        .client
+        .post(a.url("/api/tokens/self/rotate/"))
+        .bearer_auth(&device.key)
+        .json(&json!({ "grace_seconds": 3600 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let new_key = rotated.json::<serde_json::Value>().await.unwrap()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        b.me_status(&device.key).await,
+        StatusCode::OK,
+        "the previous key works on B through the grace (and B caches that answer)"
+    );
+    // The device shows it stored the new key by using it, on A.
+    assert_eq!(a.me_status(&new_key).await, StatusCode::OK);
+    let took = b
+        .time_until_refused(
+            &device.key,
+            Instant::now(),
+            "previous key after the new key's first use",
+        )
+        .await;
+    eprintln!("self-rotated previous key refused by the other instance after {took:?}");
+    assert_eq!(
+        b.me_status(&new_key).await,
+        StatusCode::OK,
+        "the new key works on B"
+    );
+    b.handle.stop(true).await;
+}
