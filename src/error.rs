@@ -63,9 +63,12 @@ pub enum ApiError {
     #[error("{code}")]
     OAuth {
         code: &'static str,
-        description: &'static str,
+        description: std::borrow::Cow<'static, str>,
         interval: Option<i32>,
     },
+    /// 429 with `Retry-After`, OAuth-shaped (`slow_down`): too many pairings wait from one address.
+    #[error("slow_down")]
+    TooManyPairings { retry_after: u64 },
     /// 503: a store the answer depends on does not answer; says which.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
@@ -112,6 +115,10 @@ impl std::fmt::Debug for ApiError {
                 .finish(),
             ApiError::UnsupportedMediaType => f.write_str("UnsupportedMediaType"),
             ApiError::OAuth { code, .. } => f.debug_tuple("OAuth").field(code).finish(),
+            ApiError::TooManyPairings { retry_after } => f
+                .debug_struct("TooManyPairings")
+                .field("retry_after", retry_after)
+                .finish(),
             ApiError::Unavailable(store) => f.debug_tuple("Unavailable").field(store).finish(),
             // The cause is logged once, redacted, by `error_response`.
             ApiError::Internal(_) => f.write_str("Internal"),
@@ -134,7 +141,9 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } | ApiError::TooManyPairings { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -171,6 +180,11 @@ impl ResponseError for ApiError {
                     body["interval"] = json!(interval);
                 }
             }
+            ApiError::TooManyPairings { retry_after } => {
+                body["error_description"] = json!(format!(
+                    "too many pairings are waiting for approval from this address; try again in {retry_after} seconds"
+                ));
+            }
             ApiError::InvalidFields(problems) => {
                 let names: Vec<&str> = problems.iter().map(|p| p.field).collect();
                 body["error"] = json!(format!("invalid {}", names.join(", ")));
@@ -193,7 +207,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed(methods) => {
                 response.insert_header((header::ALLOW, methods.join(", ")));
             }
-            ApiError::TooManyAttempts { retry_after } => {
+            ApiError::TooManyAttempts { retry_after }
+            | ApiError::TooManyPairings { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             // RFC 6749 §5.2: token endpoint answers are never cached.
@@ -265,6 +280,9 @@ impl From<PairingError> for ApiError {
     fn from(error: PairingError) -> ApiError {
         match error {
             PairingError::UnknownCode => ApiError::NotFound(error.to_string()),
+            PairingError::TooManyPending { retry_after } => ApiError::TooManyPairings {
+                retry_after: retry_after.as_secs().max(1),
+            },
             PairingError::Throttle(ThrottleError::Throttled { retry_after }) => {
                 ApiError::TooManyAttempts {
                     retry_after: retry_after.as_secs(),
@@ -306,7 +324,7 @@ impl From<PollError> for ApiError {
         };
         ApiError::OAuth {
             code: reason.code(),
-            description,
+            description: description.into(),
             interval,
         }
     }

@@ -37,11 +37,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Pruning takes the expired; starting counts one address's waiting pairings.
         manager
             .create_index(
                 Index::create()
                     .name("ix_pairings_expires_at")
                     .table(Pairings::Table)
+                    .col(Pairings::ExpiresAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_pairings_device_address")
+                    .table(Pairings::Table)
+                    .col(Pairings::DeviceAddress)
                     .col(Pairings::ExpiresAt)
                     .to_owned(),
             )

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, sea_query::Expr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -41,6 +41,9 @@ const DEVICE_CODE_BYTES: usize = 32;
 pub const SLOW_DOWN_STEP_SECONDS: i32 = 5;
 /// Expired pairings stay this long (a late poll answers `expired_token`), then are deleted.
 const KEPT_AFTER_EXPIRY: TimeDelta = TimeDelta::days(1);
+/// Pairings one address may have waiting at once: asking needs no key, so without a bound
+/// anyone could fill the table. A household or a fleet being set up stays far below it.
+pub const MAX_PENDING_PER_ADDRESS: u64 = 20;
 
 /// How long codes live and how often a device may poll.
 #[derive(Clone, Debug)]
@@ -59,6 +62,10 @@ pub enum PairingError {
     /// Unknown, expired, approved or denied: the approver is told no more than that.
     #[error("unknown, expired or already used pairing code")]
     UnknownCode,
+    /// `MAX_PENDING_PER_ADDRESS` pairings from this address wait already; the oldest ends after
+    /// `retry_after`.
+    #[error("too many pairings are waiting for approval from this address")]
+    TooManyPending { retry_after: Duration },
     #[error(transparent)]
     Throttle(#[from] ThrottleError),
     #[error(transparent)]
@@ -121,6 +128,22 @@ pub async fn start(
         .filter(pairings::Column::ExpiresAt.lt(at - KEPT_AFTER_EXPIRY))
         .exec(db)
         .await?;
+    if let Some(address) = &address {
+        let waiting = pairings::Entity::find()
+            .filter(pairings::Column::DeviceAddress.eq(address.as_str()))
+            .filter(pairings::Column::State.eq(PENDING))
+            .filter(pairings::Column::ExpiresAt.gt(at))
+            .order_by_asc(pairings::Column::ExpiresAt)
+            .limit(MAX_PENDING_PER_ADDRESS)
+            .all(db)
+            .await?;
+        if waiting.len() as u64 >= MAX_PENDING_PER_ADDRESS {
+            let retry_after = (waiting[0].expires_at - at).to_std().unwrap_or_default();
+            return Err(PairingError::TooManyPending {
+                retry_after: retry_after.max(Duration::from_secs(1)),
+            });
+        }
+    }
     let ttl = TimeDelta::from_std(config.ttl).unwrap_or(TimeDelta::MAX);
     // A user code is 20^8 ≈ 2.6e10: a clash with a live one is rare, but cheap to survive.
     let mut attempts_left = 3;

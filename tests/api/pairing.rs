@@ -16,6 +16,7 @@ on_both_backends!(
     denied_expired_unknown_and_malformed_polls_answer_their_errors,
     wrong_codes_count_like_failed_logins_per_approver,
     approving_needs_a_full_access_token_and_a_free_name,
+    one_address_may_keep_only_twenty_pairings_waiting,
 );
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -275,6 +276,54 @@ async fn denied_expired_unknown_and_malformed_polls_answer_their_errors(backend:
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a name over 64: {body}");
+    assert_eq!(body["error"], "invalid_request", "OAuth-shaped: {body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("64")),
+        "{body}"
+    );
+}
+
+/// `POST /api/pair/` needs no key: one address may keep only so many pairings waiting.
+async fn one_address_may_keep_only_twenty_pairings_waiting(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let start_from = |address: &'static str| {
+        app.client
+            .post(app.url("/api/pair/"))
+            .header("x-forwarded-for", address)
+            .form(&[("client_id", "flood")])
+            .send()
+    };
+    for n in 0..20 {
+        let response = start_from("198.51.100.9").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "pairing {n} of 20");
+    }
+    let response = start_from("198.51.100.9").await.unwrap();
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=600).contains(&retry_after),
+        "until the oldest expires: {retry_after}"
+    );
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "the 21st: {body}");
+    assert_eq!(body["error"], "slow_down", "{body}");
+    let other = start_from("198.51.100.10").await.unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another address is not held back"
+    );
 }
 
 async fn wrong_codes_count_like_failed_logins_per_approver(backend: Backend) {

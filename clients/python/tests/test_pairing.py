@@ -382,9 +382,10 @@ def test_pairing_refusals(server):
     device = Client(server.url)
     with pytest.raises(MultitokenError) as long_name:
         device.start_pairing("x" * 65)
-    assert long_name.value.status_code == 400 and "name" in long_name.value.body["fields"], (
-        long_name.value.body
-    )
+    # RFC 8628 §3.2: the device authorization endpoint answers OAuth-shaped errors.
+    assert long_name.value.status_code == 400, long_name.value.body
+    assert long_name.value.body["error"] == "invalid_request", long_name.value.body
+    assert "64" in long_name.value.body["error_description"], long_name.value.body
 
     with pytest.raises(MultitokenError) as unknown:
         approver.approve_pairing("BCDF-GHJK")

@@ -54,7 +54,11 @@ pub struct PairResponse {
 #[utoipa::path(
     tag = "pairing",
     request_body(content((PairRequest = "application/json"), (PairRequest = "application/x-www-form-urlencoded"))),
-    responses((status = 200, body = PairResponse), (status = 400, body = ErrorResponse))
+    responses(
+        (status = 200, body = PairResponse),
+        (status = 400, description = "invalid_request", body = ErrorResponse),
+        (status = 429, description = "slow_down: too many pairings waiting from this address", body = ErrorResponse),
+    )
 )]
 #[post("/api/pair")]
 pub async fn start_pairing(
@@ -63,9 +67,14 @@ pub async fn start_pairing(
     address: ClientAddress,
     body: JsonOrForm<PairRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // RFC 8628 §3.2: errors here are OAuth's too, so a device-flow library can read them.
     let suggested = match body.0.name.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(name) => Some(TokenName::parse(name)?),
+        Some(name) => Some(TokenName::parse(name).map_err(|invalid| ApiError::OAuth {
+            code: "invalid_request",
+            description: invalid.to_string().into(),
+            interval: None,
+        })?),
     };
     let Started {
         device_code,
@@ -146,14 +155,15 @@ pub async fn collect_token(
     {
         return Err(ApiError::OAuth {
             code: "unsupported_grant_type",
-            description: "only urn:ietf:params:oauth:grant-type:device_code is supported here",
+            description: "only urn:ietf:params:oauth:grant-type:device_code is supported here"
+                .into(),
             interval: None,
         });
     }
     let Some(device_code) = request.device_code.filter(|code| !code.is_empty()) else {
         return Err(ApiError::OAuth {
             code: "invalid_request",
-            description: "device_code is required",
+            description: "device_code is required".into(),
             interval: None,
         });
     };

@@ -149,6 +149,8 @@ impl From<PairingError> for WebError {
             PairingError::UnknownCode => WebError::Refused(
                 "That code is unknown, has expired or was already used. Check the code on the device, or start pairing again there.".into(),
             ),
+            // Only starting a pairing (the API) meets this.
+            PairingError::TooManyPending { .. } => WebError::Refused(capitalized(&error.to_string())),
             PairingError::Throttle(ThrottleError::Throttled { retry_after }) => {
                 WebError::Refused(format!(
                     "Too many wrong codes. Try again in {} seconds.",
