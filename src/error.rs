@@ -66,6 +66,9 @@ pub enum ApiError {
         description: std::borrow::Cow<'static, str>,
         interval: Option<i32>,
     },
+    /// 429 with `Retry-After` and the RateLimit fields: over the token's own limit per minute.
+    #[error("Rate limit exceeded")]
+    RateLimited { limit: u32, retry_after: u64 },
     /// 429 with `Retry-After`, OAuth-shaped (`slow_down`): too many pairings wait from one address.
     #[error("slow_down")]
     TooManyPairings { retry_after: u64 },
@@ -115,6 +118,11 @@ impl std::fmt::Debug for ApiError {
                 .finish(),
             ApiError::UnsupportedMediaType => f.write_str("UnsupportedMediaType"),
             ApiError::OAuth { code, .. } => f.debug_tuple("OAuth").field(code).finish(),
+            ApiError::RateLimited { limit, retry_after } => f
+                .debug_struct("RateLimited")
+                .field("limit", limit)
+                .field("retry_after", retry_after)
+                .finish(),
             ApiError::TooManyPairings { retry_after } => f
                 .debug_struct("TooManyPairings")
                 .field("retry_after", retry_after)
@@ -141,9 +149,9 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyAttempts { .. } | ApiError::TooManyPairings { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::TooManyAttempts { .. }
+            | ApiError::TooManyPairings { .. }
+            | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -180,6 +188,9 @@ impl ResponseError for ApiError {
                     body["interval"] = json!(interval);
                 }
             }
+            ApiError::RateLimited { retry_after, .. } => {
+                body["retry_after"] = json!(retry_after);
+            }
             ApiError::TooManyPairings { retry_after } => {
                 body["error_description"] = json!(format!(
                     "too many pairings are waiting for approval from this address; try again in {retry_after} seconds"
@@ -211,6 +222,15 @@ impl ResponseError for ApiError {
             | ApiError::TooManyPairings { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
+            // draft-ietf-httpapi-ratelimit-headers: the policy (a quota per 60-second window) and
+            // where the client stands in it.
+            ApiError::RateLimited { limit, retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+                response.insert_header(("RateLimit-Limit", limit.to_string()));
+                response.insert_header(("RateLimit-Remaining", "0"));
+                response.insert_header(("RateLimit-Reset", retry_after.to_string()));
+                response.insert_header(("RateLimit-Policy", format!("{limit};w=60")));
+            }
             // RFC 6749 §5.2: token endpoint answers are never cached.
             ApiError::OAuth { .. } => {
                 response.insert_header((header::CACHE_CONTROL, "no-store"));
@@ -229,6 +249,12 @@ impl From<AuthError> for ApiError {
             AuthError::InactiveUser => ApiError::Unauthorized("Invalid user"),
             AuthError::ReadOnly => ApiError::Forbidden(error.to_string()),
             AuthError::InsufficientScope => ApiError::InsufficientScope,
+            AuthError::RateLimited(exceeded) => ApiError::RateLimited {
+                limit: exceeded.limit,
+                // Whole seconds, rounded up: a client that waits this long gets through.
+                retry_after: exceeded.retry_after.as_secs()
+                    + u64::from(exceeded.retry_after.subsec_nanos() > 0),
+            },
             AuthError::Db(e) => ApiError::internal(e),
         }
     }

@@ -10,6 +10,7 @@ mod m20261202_000006_add_token_policy;
 mod m20261202_000007_index_audit_events_by_target;
 mod m20261203_000008_add_previous_key;
 mod m20261203_000009_create_pairings;
+mod m20261203_000010_add_rate_limit;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_index_audit_events_by_target::Migration),
             Box::new(m20261203_000008_add_previous_key::Migration),
             Box::new(m20261203_000009_create_pairings::Migration),
+            Box::new(m20261203_000010_add_rate_limit::Migration),
         ]
     }
 }

@@ -41,6 +41,8 @@ pub struct Model {
     pub previous_key_expires_at: Option<DateTimeUtc>,
     /// A self-rotation: the previous key stops the moment the new one is first used.
     pub retire_previous_on_use: bool,
+    /// Requests per minute; NULL = no limit.
+    pub rate_limit_per_minute: Option<i32>,
 }
 
 /// `session`: from a username + password login, expires after the session TTL.

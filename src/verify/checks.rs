@@ -28,6 +28,9 @@ pub enum AuthError {
     /// The token lacks a scope the request requires.
     #[error("Insufficient scope")]
     InsufficientScope,
+    /// Over the token's own rate limit; nothing was counted or taken.
+    #[error("Rate limit exceeded")]
+    RateLimited(crate::verify::rate_limit::Exceeded),
     #[error("database error")]
     Db(#[from] sea_orm::DbErr),
 }
@@ -250,6 +253,7 @@ pub enum Refusal {
     IdleExpired,
     ReadOnly,
     MissingScope,
+    RateLimited,
 }
 
 impl Refusal {
@@ -262,6 +266,7 @@ impl Refusal {
             Refusal::IdleExpired => "unused too long",
             Refusal::ReadOnly => "read-only token, a write",
             Refusal::MissingScope => "missing scope",
+            Refusal::RateLimited => "over its rate limit",
         }
     }
 
@@ -274,6 +279,12 @@ impl Refusal {
             Refusal::IdleExpired => AuthError::Expired,
             Refusal::ReadOnly => AuthError::ReadOnly,
             Refusal::MissingScope => AuthError::InsufficientScope,
+            // The verifier answers a rate limit with the limiter's own numbers; this is the
+            // longest any limited client waits.
+            Refusal::RateLimited => AuthError::RateLimited(crate::verify::rate_limit::Exceeded {
+                limit: 1,
+                retry_after: crate::verify::rate_limit::WINDOW,
+            }),
         }
     }
 }

@@ -9,7 +9,7 @@ pub const LOOKUP_SQL: &str = "SELECT t.id, t.user_id, t.name, t.kind, t.key_dige
      t.created_at, t.expires_at, t.last_used_at, u.username, u.username_key, u.is_admin, \
      u.is_active, u.created_at, t.description, t.read_only, t.scopes, t.allowed_ips, t.pin_ip, \
      t.idle_expiry_days, t.remaining_uses, t.metadata, t.previous_key_digest, \
-     t.previous_key_expires_at, t.retire_previous_on_use \
+     t.previous_key_expires_at, t.retire_previous_on_use, t.rate_limit_per_minute \
      FROM tokens t JOIN users u ON u.id = t.user_id \
      WHERE t.key_digest = $1 OR t.previous_key_digest = $1";
 

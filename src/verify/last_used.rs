@@ -277,6 +277,7 @@ mod tests {
             previous_key_digest: None,
             previous_key_expires_at: None,
             retire_previous_on_use: false,
+            rate_limit_per_minute: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod direct;
 pub mod last_used;
 pub mod lookup;
 pub mod postgres;
+pub mod rate_limit;
 pub mod refusals;
 pub mod revocations;
 pub mod sqlite;

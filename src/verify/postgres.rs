@@ -192,6 +192,7 @@ fn decode(row: &PgRow) -> Result<(tokens::Model, users::Model), Unanswered> {
         previous_key_digest: row.try_get(22)?,
         previous_key_expires_at: row.try_get(23)?,
         retire_previous_on_use: row.try_get(24)?,
+        rate_limit_per_minute: row.try_get(25)?,
     };
     let user = users::Model {
         id: token.user_id,

@@ -100,6 +100,7 @@ fn decode(row: &Row<'_>) -> Result<(tokens::Model, users::Model), Unanswered> {
         previous_key_digest: row.get(22)?,
         previous_key_expires_at: time_at(row, 23)?,
         retire_previous_on_use: row.get(24)?,
+        rate_limit_per_minute: row.get(25)?,
     };
     let user = users::Model {
         id: token.user_id,

@@ -38,6 +38,7 @@ use super::{
     checks::{self, Attempt, AuthError, Authenticated, Pending, Refusal},
     last_used::LastUsed,
     lookup::Lookup,
+    rate_limit::RateLimits,
     refusals::Refusals,
 };
 use crate::{
@@ -128,6 +129,8 @@ pub struct Verifier {
     lookup: Lookup,
     last_used: Arc<LastUsed>,
     refusals: Arc<Refusals>,
+    /// Per-token rate limits, counted in this instance's memory.
+    rate_limits: RateLimits,
 }
 
 impl Verifier {
@@ -152,6 +155,7 @@ impl Verifier {
             lookup,
             last_used: Arc::default(),
             refusals: Arc::default(),
+            rate_limits: RateLimits::default(),
         }
     }
 
@@ -216,6 +220,9 @@ impl Verifier {
         };
         Some(match self.admit(&entry, attempt, at) {
             Ok(pending) if pending == Pending::default() => {
+                if let Err(over) = self.within_rate(&entry, attempt, at) {
+                    return Some(Err(over));
+                }
                 self.last_used.record(entry.token.id, at, attempt.client());
                 Ok(entry)
             }
@@ -255,6 +262,8 @@ impl Verifier {
                 entry
             }
         };
+        // Before a use is taken: a request over the rate limit costs a limited-use token nothing.
+        self.within_rate(&entry, attempt, Utc::now())?;
         let entry = if pending.take_use {
             match self.lookup.take_use(entry.token.id).await? {
                 Some(left) => entry.after_use(left),
@@ -290,6 +299,26 @@ impl Verifier {
     ) -> Result<Pending, AuthError> {
         checks::admit(entry, attempt, at)
             .map_err(|refusal| self.refused(entry, refusal, attempt, at))
+    }
+
+    /// The token's rate limit, for a use (introspection only asks): counted here, in memory. A
+    /// token without a limit costs one comparison.
+    fn within_rate(
+        &self,
+        entry: &Authenticated,
+        attempt: &Attempt<'_>,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        let (Attempt::Use(_), Some(limit)) = (attempt, entry.access.rate_limit_per_minute()) else {
+            return Ok(());
+        };
+        self.rate_limits
+            .take(entry.token.id, limit)
+            .map_err(|exceeded| {
+                self.refusals
+                    .note(entry, Refusal::RateLimited, attempt.client().address, at);
+                AuthError::RateLimited(exceeded)
+            })
     }
 
     fn refused(
@@ -454,6 +483,7 @@ mod tests {
                 previous_key_digest: None,
                 previous_key_expires_at: None,
                 retire_previous_on_use: false,
+                rate_limit_per_minute: None,
             },
         )
     }

@@ -110,7 +110,8 @@ pub async fn introspect_token(
             | AuthError::Expired
             | AuthError::InactiveUser
             | AuthError::ReadOnly
-            | AuthError::InsufficientScope,
+            | AuthError::InsufficientScope
+            | AuthError::RateLimited(_),
         ) => IntrospectionResponse::default(),
         // An outage is not an answer about the token: it must not look like a revocation.
         Err(AuthError::Db(e)) => return Err(ApiError::internal(e)),

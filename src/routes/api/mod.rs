@@ -49,6 +49,8 @@ pub struct AccessFields {
     pub idle_expiry_days: Option<u32>,
     /// `null`: unlimited.
     pub remaining_uses: Option<i64>,
+    /// Requests per minute; `null`: no limit.
+    pub rate_limit_per_minute: Option<u32>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
@@ -67,6 +69,7 @@ impl From<&Policy> for AccessFields {
             pin_ip: access.pin_ip(),
             idle_expiry_days: access.idle_expiry_days(),
             remaining_uses: access.remaining_uses(),
+            rate_limit_per_minute: access.rate_limit_per_minute(),
             metadata: access.metadata().clone(),
         }
     }
@@ -79,7 +82,7 @@ pub struct AccessView<'a>(pub &'a Policy);
 impl Serialize for AccessView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let access = self.0;
-        let mut fields = serializer.serialize_struct("AccessFields", 8)?;
+        let mut fields = serializer.serialize_struct("AccessFields", 9)?;
         fields.serialize_field("description", access.description())?;
         fields.serialize_field("read_only", &access.read_only())?;
         fields.serialize_field("scopes", access.scopes())?;
@@ -87,6 +90,7 @@ impl Serialize for AccessView<'_> {
         fields.serialize_field("pin_ip", &access.pin_ip())?;
         fields.serialize_field("idle_expiry_days", &access.idle_expiry_days())?;
         fields.serialize_field("remaining_uses", &access.remaining_uses())?;
+        fields.serialize_field("rate_limit_per_minute", &access.rate_limit_per_minute())?;
         fields.serialize_field("metadata", access.metadata())?;
         fields.end()
     }

@@ -31,6 +31,9 @@ macro_rules! with_policy_fields {
             /// The token works this many times, then never again; absent: unlimited.
             #[schema(minimum = 1, maximum = 1000000000)]
             pub max_uses: Option<i64>,
+            /// Requests per minute (1–1000000); over it, 429 with `Retry-After`. Absent: no limit.
+            #[schema(minimum = 1, maximum = 1000000)]
+            pub rate_limit_per_minute: Option<i64>,
             /// A JSON object of at most 4 KiB, shown to the owner, admins and introspection.
             #[schema(value_type = Option<Object>)]
             pub metadata: Option<serde_json::Value>,
@@ -47,6 +50,7 @@ macro_rules! with_policy_fields {
                     pin_ip: self.pin_ip.take(),
                     idle_expiry_days: std::mem::take(&mut self.idle_expiry_days),
                     max_uses: self.max_uses.take(),
+                    rate_limit_per_minute: self.rate_limit_per_minute.take(),
                     metadata: self.metadata.take(),
                 }
             }

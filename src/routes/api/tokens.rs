@@ -73,6 +73,10 @@ pub struct TokenChangeRequest {
     #[serde(default)]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 3650)]
     pub idle_expiry_days: Patch<i64>,
+    /// Requests per minute (1–1000000); `null` removes the limit.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    pub rate_limit_per_minute: Patch<i64>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub metadata: Patch<serde_json::Value>,
@@ -89,6 +93,7 @@ impl TokenChangeRequest {
                 allowed_ips: self.allowed_ips,
                 pin_ip: self.pin_ip,
                 idle_expiry_days: self.idle_expiry_days,
+                rate_limit_per_minute: self.rate_limit_per_minute,
                 metadata: self.metadata,
             },
         })

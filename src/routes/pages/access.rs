@@ -33,6 +33,9 @@ pub struct AccessForm {
     pub pin_ip: bool,
     #[serde(default)]
     pub idle_expiry_days: String,
+    /// Requests per minute; empty: no limit.
+    #[serde(default)]
+    pub rate_limit_per_minute: String,
     #[serde(default)]
     pub description: String,
 }
@@ -69,12 +72,21 @@ impl AccessForm {
             .map_or(Patch::Clear, Patch::Set))
     }
 
+    fn rate_limit(&self) -> Result<Option<i64>, Invalid> {
+        number(
+            &self.rate_limit_per_minute,
+            "rate_limit_per_minute",
+            "requests",
+        )
+    }
+
     /// The policy of a new token; `max_uses` is the create form's own field.
     pub fn creation(self, max_uses: &str) -> Result<PolicyInput, Invalid> {
         Ok(PolicyInput {
             read_only: Some(self.read_only()?),
             idle_expiry_days: self.idle_expiry()?,
             max_uses: number(max_uses, "max_uses", "uses")?,
+            rate_limit_per_minute: self.rate_limit()?,
             scopes: Some(words(&self.scopes)),
             allowed_ips: Some(words(&self.allowed_ips)),
             pin_ip: Some(self.pin_ip),
@@ -100,6 +112,7 @@ impl AccessForm {
         Ok(PolicyPatch {
             read_only: Patch::Set(self.read_only()?),
             idle_expiry_days: self.idle_expiry()?,
+            rate_limit_per_minute: self.rate_limit()?.map_or(Patch::Clear, Patch::Set),
             scopes: Patch::Set(words(&self.scopes)),
             allowed_ips,
             pin_ip: Patch::Set(self.pin_ip),
@@ -160,6 +173,13 @@ pub fn marks(token: &Token, access: &Policy, at: DateTime<Utc>) -> Vec<Mark> {
             format!("{uses} use{plural} left"),
             "Limited number of uses".into(),
             if uses == 0 { "mark-warning" } else { "" },
+        );
+    }
+    if let Some(limit) = access.rate_limit_per_minute() {
+        mark(
+            format!("{limit}/min"),
+            format!("At most {limit} requests a minute"),
+            "",
         );
     }
     if let Some(expires) = token.expires_at

@@ -69,6 +69,8 @@ struct TokenPage {
     pin_ip: bool,
     awaits_pin: bool,
     idle_expiry_days: String,
+    /// Requests per minute, empty for none.
+    rate_limit_per_minute: String,
     remaining_uses: Option<i64>,
     metadata: String,
     last_used_address: String,
@@ -129,6 +131,10 @@ async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, 
         idle_expiry_days: access
             .idle_expiry_days()
             .map(|days| days.to_string())
+            .unwrap_or_default(),
+        rate_limit_per_minute: access
+            .rate_limit_per_minute()
+            .map(|limit| limit.to_string())
             .unwrap_or_default(),
         remaining_uses: access.remaining_uses(),
         metadata,

@@ -136,6 +136,7 @@ pub async fn issue_in(
         previous_key_digest: Set(None),
         previous_key_expires_at: Set(None),
         retire_previous_on_use: Set(false),
+        rate_limit_per_minute: Set(stored.rate_limit_per_minute),
     }
     .insert(txn)
     .await

@@ -19,6 +19,7 @@ pub const SCOPE_MAX_CHARS: usize = 64;
 pub const MAX_ALLOWED_IPS: usize = 32;
 pub const IDLE_EXPIRY_MAX_DAYS: u32 = 3650;
 pub const MAX_USES: i64 = 1_000_000_000;
+pub const RATE_LIMIT_MAX_PER_MINUTE: u32 = 1_000_000;
 /// Measured on the compact JSON text, which is also what is stored.
 pub const METADATA_MAX_BYTES: usize = 4096;
 
@@ -46,6 +47,8 @@ pub struct Policy {
     pin_ip: bool,
     idle_expiry_days: Option<u32>,
     remaining_uses: Option<i64>,
+    /// Requests per minute; `None`: no limit.
+    rate_limit_per_minute: Option<u32>,
     metadata: Map<String, Value>,
 }
 
@@ -81,6 +84,7 @@ pub struct PolicyInput {
     /// Absent: the default for this kind of token (`validate`'s argument); `null`: none.
     pub idle_expiry_days: Patch<i64>,
     pub max_uses: Option<i64>,
+    pub rate_limit_per_minute: Option<i64>,
     /// Must be a JSON object; anything else is refused rather than wrapped.
     pub metadata: Option<Value>,
 }
@@ -98,6 +102,8 @@ pub struct PolicyPatch {
     pub allowed_ips: Patch<Vec<String>>,
     pub pin_ip: Patch<bool>,
     pub idle_expiry_days: Patch<i64>,
+    /// `null` removes the limit.
+    pub rate_limit_per_minute: Patch<i64>,
     pub metadata: Patch<Value>,
 }
 
@@ -183,6 +189,9 @@ impl PolicyInput {
         if let Some(uses) = self.max_uses {
             policy.remaining_uses = problems.check(max_uses(uses));
         }
+        if let Some(limit) = self.rate_limit_per_minute {
+            policy.rate_limit_per_minute = problems.check(rate_limit(limit));
+        }
         if let Some(map) = self
             .metadata
             .and_then(|value| problems.check(metadata(value)))
@@ -229,6 +238,11 @@ impl Policy {
     /// `None` for unlimited.
     pub fn remaining_uses(&self) -> Option<i64> {
         self.remaining_uses
+    }
+
+    /// Requests per minute; `None`: no limit.
+    pub fn rate_limit_per_minute(&self) -> Option<u32> {
+        self.rate_limit_per_minute
     }
 
     pub fn metadata(&self) -> &Map<String, Value> {
@@ -351,6 +365,15 @@ impl Policy {
                 }
             }
         }
+        match patch.rate_limit_per_minute {
+            Patch::Keep => {}
+            Patch::Clear => policy.rate_limit_per_minute = None,
+            Patch::Set(limit) => {
+                if let Some(limit) = problems.check(rate_limit(limit)) {
+                    policy.rate_limit_per_minute = Some(limit);
+                }
+            }
+        }
         if let Some(map) = given(&mut problems, patch.metadata, "metadata", metadata) {
             policy.metadata = map;
         }
@@ -376,6 +399,9 @@ impl Policy {
                 .idle_expiry_days
                 .map(|days| i32::try_from(days).unwrap_or(i32::MAX)),
             remaining_uses: self.remaining_uses,
+            rate_limit_per_minute: self
+                .rate_limit_per_minute
+                .map(|limit| i32::try_from(limit).unwrap_or(i32::MAX)),
             metadata: compact(&self.metadata),
         }
     }
@@ -434,6 +460,17 @@ impl Policy {
             uses.max(0)
         });
 
+        // A limit out of range is read as the strictest one it could have meant.
+        policy.rate_limit_per_minute = stored.rate_limit_per_minute.map(|limit| {
+            u32::try_from(limit)
+                .ok()
+                .filter(|limit| (1..=RATE_LIMIT_MAX_PER_MINUTE).contains(limit))
+                .unwrap_or_else(|| {
+                    log::warn!("token {token}: stored rate_limit_per_minute {limit} read as 1");
+                    1
+                })
+        });
+
         // Metadata grants nothing, so there is nothing stricter to fall back to than none. An
         // empty text is a column written without our default, not damage.
         if !stored.metadata.is_empty() {
@@ -458,6 +495,7 @@ pub struct StoredPolicy {
     pub pin_ip: bool,
     pub idle_expiry_days: Option<i32>,
     pub remaining_uses: Option<i64>,
+    pub rate_limit_per_minute: Option<i32>,
     pub metadata: String,
 }
 
@@ -472,6 +510,7 @@ impl StoredPolicy {
             pin_ip: token.pin_ip,
             idle_expiry_days: token.idle_expiry_days,
             remaining_uses: token.remaining_uses,
+            rate_limit_per_minute: token.rate_limit_per_minute,
             metadata: token.metadata.clone(),
         }
     }
@@ -668,6 +707,18 @@ fn max_uses(uses: i64) -> Result<i64, Invalid> {
     } else {
         Err(Invalid::new("max_uses", format!("must be 1 to {MAX_USES}")))
     }
+}
+
+fn rate_limit(limit: i64) -> Result<u32, Invalid> {
+    u32::try_from(limit)
+        .ok()
+        .filter(|limit| (1..=RATE_LIMIT_MAX_PER_MINUTE).contains(limit))
+        .ok_or_else(|| {
+            Invalid::new(
+                "rate_limit_per_minute",
+                format!("must be 1 to {RATE_LIMIT_MAX_PER_MINUTE}, or null"),
+            )
+        })
 }
 
 fn metadata(value: Value) -> Result<Map<String, Value>, Invalid> {
@@ -1340,6 +1391,7 @@ mod tests {
                 pin_ip: false,
                 idle_expiry_days: None,
                 remaining_uses: None,
+                rate_limit_per_minute: None,
                 metadata: "{}".to_owned(),
             }
         );
@@ -1496,6 +1548,7 @@ mod tests {
                     option::of(any::<IpAddr>()),
                     option::of(1..=i64::from(IDLE_EXPIRY_MAX_DAYS)),
                     option::of(1..=MAX_USES),
+                    option::of(1..=i64::from(RATE_LIMIT_MAX_PER_MINUTE)),
                     collection::btree_map(
                         string_regex("\\PC{0,8}").unwrap(),
                         metadata_value(),
@@ -1504,7 +1557,10 @@ mod tests {
                 ),
             )
                 .prop_map(
-                    |((description, read_only, scopes, networks), (pin, idle, uses, metadata))| {
+                    |(
+                        (description, read_only, scopes, networks),
+                        (pin, idle, uses, rate, metadata),
+                    )| {
                         let input = PolicyInput {
                             description: Some(description),
                             read_only: Some(read_only),
@@ -1513,6 +1569,7 @@ mod tests {
                             pin_ip: Some(pin.is_some()),
                             idle_expiry_days: idle.map_or(Patch::Clear, Patch::Set),
                             max_uses: uses,
+                            rate_limit_per_minute: rate,
                             metadata: Some(Value::Object(metadata.into_iter().collect())),
                         };
                         let policy = input.validate(None).expect("generated within every rule");
@@ -1541,6 +1598,7 @@ mod tests {
                 metadata in "\\PC{0,40}",
                 idle in option::of(any::<i32>()),
                 uses in option::of(any::<i64>()),
+                rate in option::of(any::<i32>()),
             ) {
                 let stored = StoredPolicy {
                     description: String::new(),
@@ -1550,6 +1608,7 @@ mod tests {
                     pin_ip: false,
                     idle_expiry_days: idle,
                     remaining_uses: uses,
+                    rate_limit_per_minute: rate,
                     metadata,
                 };
                 let once = Policy::decode(stored, token());

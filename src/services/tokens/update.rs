@@ -54,6 +54,7 @@ pub async fn update_own(
     row.allowed_ips = Set(stored.allowed_ips);
     row.pin_ip = Set(stored.pin_ip);
     row.idle_expiry_days = Set(stored.idle_expiry_days);
+    row.rate_limit_per_minute = Set(stored.rate_limit_per_minute);
     row.metadata = Set(stored.metadata);
     let updated = row.update(&txn).await.map_err(|e| {
         if is_unique_violation(&e) {

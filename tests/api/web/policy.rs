@@ -49,6 +49,7 @@ async fn the_create_form_sets_access_and_the_lists_mark_it(backend: Backend) {
                 ("allowed_ips", "127.0.0.1\r\n10.0.0.0/8"),
                 ("idle_expiry_days", "30"),
                 ("max_uses", "5"),
+                ("rate_limit_per_minute", "30"),
                 ("description", "in the kitchen"),
             ],
         )
@@ -65,6 +66,11 @@ async fn the_create_form_sets_access_and_the_lists_mark_it(backend: Backend) {
     );
     assert_eq!(token["idle_expiry_days"], 30, "{token}");
     assert_eq!(token["remaining_uses"], 5, "{token}");
+    assert_eq!(token["rate_limit_per_minute"], 30, "{token}");
+    assert!(
+        row(&created.body, &id).contains("30/min"),
+        "the list marks the rate limit"
+    );
     assert_eq!(token["description"], "in the kitchen", "{token}");
 
     let plain = browser
@@ -76,6 +82,7 @@ async fn the_create_form_sets_access_and_the_lists_mark_it(backend: Backend) {
     assert_eq!(token["read_only"], false, "full access by default: {token}");
     assert_eq!(token["allowed_ips"], json!([]), "{token}");
     assert_eq!(token["idle_expiry_days"], Value::Null, "{token}");
+    assert_eq!(token["rate_limit_per_minute"], Value::Null, "{token}");
 
     let page = browser.get("/tokens").await;
     let marked = row(&page.body, &id);
@@ -243,6 +250,7 @@ async fn the_edit_form_changes_the_policy_at_once_and_refuses_bad_input(backend:
                 ("scopes", "deploy"),
                 ("allowed_ips", ""),
                 ("idle_expiry_days", "14"),
+                ("rate_limit_per_minute", "120"),
                 ("description", "nightly"),
                 ("metadata", r#"{"team": "ops"}"#),
             ],
@@ -262,6 +270,7 @@ async fn the_edit_form_changes_the_policy_at_once_and_refuses_bad_input(backend:
     assert_eq!(token["read_only"], true, "{token}");
     assert_eq!(token["scopes"], json!(["deploy"]), "{token}");
     assert_eq!(token["idle_expiry_days"], 14, "{token}");
+    assert_eq!(token["rate_limit_per_minute"], 120, "{token}");
     assert_eq!(token["metadata"], json!({"team": "ops"}), "{token}");
     let page = browser.get(&format!("/tokens/{id}")).await;
     assert!(page.body.contains("saved."), "a success message");
