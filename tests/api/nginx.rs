@@ -241,3 +241,77 @@ async fn nginx_with_the_shipped_config_enforces_read_only_scopes_and_networks() 
     );
     assert_eq!(hits.load(Ordering::SeqCst), 4);
 }
+
+#[tokio::test]
+async fn nginx_with_the_shipped_config_passes_a_rate_limit_on_as_429_with_retry_after() {
+    let Some(binary) = installed(&["nginx", "/usr/sbin/nginx"], "MULTITOKEN_REQUIRE_NGINX") else {
+        return;
+    };
+    let app = app_behind_proxy().await;
+    let owner = app.create_user("alice", false).await;
+    let limited = token_with(
+        &app,
+        &owner,
+        "chatty",
+        json!({"rate_limit_per_minute": 2, "scopes": ["billing"]}),
+    )
+    .await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let backend_port = start_backend(hits.clone()).await;
+    let nginx = start_nginx(binary, port_of(&app), backend_port);
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(nginx.url(path))
+            .header("Authorization", format!("Token {}", limited.key))
+            .send()
+    };
+    for n in 1..=2 {
+        let response = get("/thermostat").await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "request {n}: {}",
+            nginx.log()
+        );
+    }
+    for path in ["/thermostat", "/billing/invoices"] {
+        let response = get(path).await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{path}: the client gets the 429, not nginx's 500: {}",
+            nginx.log()
+        );
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_owned())
+                .unwrap_or_else(|| panic!("{path}: {name} passed on"))
+        };
+        let retry_after: u64 = header("retry-after").parse().unwrap();
+        assert!((1..=30).contains(&retry_after), "{retry_after}");
+        assert_eq!(header("ratelimit-limit"), "2");
+        assert_eq!(header("ratelimit-remaining"), "0");
+        assert_eq!(header("ratelimit-policy"), "2;w=60");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "Rate limit exceeded", "{body}");
+        assert_eq!(body["retry_after"], retry_after, "{body}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "the refused requests never reached the backend"
+    );
+    // A multitoken that does not answer is still a 500, not a 429.
+    app.stop().await;
+    let response = get("/thermostat").await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        nginx.log()
+    );
+    assert!(response.headers().get("retry-after").is_none());
+}
