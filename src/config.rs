@@ -50,6 +50,13 @@ pub enum Command {
     Prune,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Settings shared by every subcommand.
 #[derive(Args)]
 pub struct Settings {
@@ -136,6 +143,9 @@ pub struct Settings {
     /// link shown on devices; unset: taken from each request's Host.
     #[arg(long, env = "MULTITOKEN_PUBLIC_URL", value_parser = parse_public_url, global = true)]
     pub public_url: Option<String>,
+    /// Log lines as plain text, or as one JSON object per line (for a log shipper).
+    #[arg(long, env = "MULTITOKEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// Prefix of this service's Redis keys, for several deployments sharing one Redis.
     #[arg(
         long,

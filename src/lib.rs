@@ -5,6 +5,7 @@ pub mod db;
 pub mod duration;
 pub mod entities;
 pub mod error;
+pub mod logging;
 pub mod routes;
 pub mod services;
 pub mod startup;

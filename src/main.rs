@@ -17,8 +17,7 @@ async fn main() -> ExitCode {
         Command::Serve => "info,sqlx=warn",
         _ => "warn",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
-        .init();
+    multitoken::logging::init(cli.settings.log_format, default_filter);
     match commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

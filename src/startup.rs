@@ -2,13 +2,10 @@
 
 use std::{net::TcpListener, sync::Arc};
 
-use actix_web::{
-    App, HttpServer,
-    dev::Server,
-    middleware::{Condition, Logger},
-    web,
-};
+use actix_web::{App, HttpServer, dev::Server, middleware::Condition, web};
 use sea_orm::{DatabaseConnection, DbErr};
+
+use crate::routes::access_log::ACCESS_LOG;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -222,9 +219,6 @@ impl Application {
     }
 }
 
-/// Where the access log writes (`RUST_LOG=actix_web::middleware::logger=info` and wider).
-const ACCESS_LOG: &str = "actix_web::middleware::logger";
-
 fn run(
     listener: TcpListener,
     state: web::Data<AppState>,
@@ -247,17 +241,10 @@ fn run(
             .wrap(routes::middleware::Essentials {
                 https_only: state.cookie_secure,
             })
-            // The access log, when its level is on. The path only: a query string could carry a
-            // secret someone put there by mistake, and a key pasted into the path itself is cut
-            // out. Off, it is left out of the stack: it would still render every request.
+            // The access log, when its level is on; off, it is left out of the stack.
             .wrap(Condition::new(
                 log::log_enabled!(target: ACCESS_LOG, log::Level::Info),
-                Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms"#)
-                    .log_target(ACCESS_LOG)
-                    .custom_request_replace("method", |req| req.method().to_string())
-                    .custom_request_replace("path", |req| {
-                        crate::auth::redact::redact_keys(req.path()).into_owned()
-                    }),
+                routes::access_log::AccessLog,
             ))
     })
     .shutdown_timeout(30);

@@ -1,5 +1,6 @@
 //! Routing: every handler is registered here, and the OpenAPI document is collected from them.
 
+pub mod access_log;
 pub mod api;
 pub mod body;
 pub mod checkbox;

@@ -316,12 +316,10 @@ impl Server {
         let line = self
             .wait_for("listening on http://127.0.0.1:")
             .expect("the server says where it listens");
-        line.rsplit(':')
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .expect("a port number")
+        // The port's digits, whatever follows them (a JSON line goes on).
+        let after = line.split("listening on http://127.0.0.1:").nth(1).unwrap();
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("a port number")
     }
 
     /// Stops the server and returns everything it logged.
@@ -429,6 +427,55 @@ async fn web_sign_in(base: &str, username: &str, password: &str) -> (String, Str
 
 #[tokio::test]
 async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
+    keys_and_passwords_never_reach_a_log_written_as("text").await;
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_access_fields_and_no_secret() {
+    keys_and_passwords_never_reach_a_log_written_as("json").await;
+}
+
+/// The text of a JSON log for the checks written for text logs: each line's message and, for
+/// access-log lines, its fields. Every line must parse as a JSON object with the four fixed
+/// fields; the access log's lines must carry theirs, and name the token of an authenticated
+/// request.
+fn readable_json_log(log: &str) -> String {
+    let mut readable = String::new();
+    let mut authenticated = 0;
+    for line in log.lines() {
+        let object: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line that is no JSON ({e}): {line}"));
+        for field in ["time", "level", "target", "message"] {
+            assert!(object[field].is_string(), "{field} in {line}");
+        }
+        readable.push_str(object["message"].as_str().unwrap());
+        if object["target"] == "actix_web::middleware::logger" && object["level"] == "INFO" {
+            for field in ["method", "path", "request_id", "token_id", "address"] {
+                assert!(object[field].is_string(), "{field} in {line}");
+            }
+            assert!(object["status"].is_u64(), "status in {line}");
+            assert!(object["duration_ms"].is_number(), "duration_ms in {line}");
+            assert!(
+                !object["path"].as_str().unwrap().contains('?'),
+                "never the query: {line}"
+            );
+            if object["path"] == "/api/me/" && object["status"] == 200 {
+                assert_eq!(object["token_id"].as_str().unwrap().len(), 36, "{line}");
+                authenticated += 1;
+            }
+            readable.push(' ');
+            readable.push_str(object["path"].as_str().unwrap());
+        }
+        readable.push('\n');
+    }
+    assert!(
+        authenticated >= 2,
+        "the /api/me/ requests name their tokens: {log}"
+    );
+    readable
+}
+
+async fn keys_and_passwords_never_reach_a_log_written_as(format: &str) {
     let database = TestDatabase::create(&Backend::Sqlite).await;
     let admin_password = "admin password never logged";
     let mut server = Server::start(
@@ -436,6 +483,7 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
         &[
             ("RUST_LOG", "trace"),
             ("MULTITOKEN_ADMIN_PASSWORD", admin_password),
+            ("MULTITOKEN_LOG_FORMAT", format),
         ],
     );
     let base = format!("http://127.0.0.1:{}", server.port());
@@ -534,14 +582,19 @@ async fn keys_and_passwords_never_reach_the_log_even_at_trace_level() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = server.stop();
     assert!(log.lines().count() > 10, "trace logging was on: {log}");
-    assert!(log.contains("/api/me/"), "requests were logged: {log}");
+    let readable = if format == "json" {
+        readable_json_log(&log)
+    } else {
+        log.clone()
+    };
+    assert!(readable.contains("/api/me/"), "requests were logged: {log}");
     assert!(
-        log.contains("/tokens"),
+        readable.contains("/tokens"),
         "the browser's requests were logged: {log}"
     );
     assert!(
-        log.contains("Error in response: SignInRequired")
-            && log.contains(r#"Error in response: WrongType("expires_in_days")"#),
+        readable.contains("Error in response: SignInRequired")
+            && readable.contains(r#"Error in response: WrongType("expires_in_days")"#),
         "the error answers were logged at debug level (by name): {log}"
     );
     for secret in [

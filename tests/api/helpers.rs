@@ -68,6 +68,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         pairing_ttl: Duration::from_secs(600),
         pairing_interval: Duration::from_secs(5),
         public_url: None,
+        log_format: multitoken::config::LogFormat::Text,
     }
 }
 

@@ -3,7 +3,9 @@
 
 use std::{future::Future, pin::Pin};
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::Method, http::header, web};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest, dev::Payload, http::Method, http::header, web,
+};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::session::{FlashLevel, WebSession};
@@ -11,6 +13,7 @@ use crate::{
     error::ApiError,
     routes::pages::error::WebError,
     routes::{
+        access_log::LoggedToken,
         body::read_bounded,
         extract::{ClientAddress, site_origin, user_agent},
     },
@@ -111,6 +114,9 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
         return Err(sign_in_again);
     }
     session.touch(at);
+    if let Some(logged) = req.extensions().get::<LoggedToken>() {
+        logged.note(auth.token.id);
+    }
     Ok(SignedIn {
         auth,
         session,
