@@ -130,7 +130,8 @@ pub struct Settings {
     /// believed. Without them the client address is the TCP peer.
     #[arg(long, env = "MULTITOKEN_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy, global = true)]
     pub trusted_proxies: Vec<IpNet>,
-    /// Redis for the login-attempt counters (redis://HOST:PORT/DB); the database holds them when unset.
+    /// Redis for the login-attempt counters and the per-token rate limits, shared by every instance
+    /// (redis://HOST:PORT/DB); unset: the database holds the former, each instance the latter.
     #[arg(long, env = "MULTITOKEN_REDIS_URL", hide_env_values = true, value_parser = parse_redis_url, global = true)]
     pub redis_url: Option<String>,
     /// How long a device's pairing codes (POST /api/pair/) wait for approval.

@@ -21,7 +21,8 @@ use crate::{
     },
     state::{AppState, pairing_config, policy_from, throttle_config},
     verify::{
-        Revocations, Verifier, VerifierConfig, last_used, lookup::Lookup, refusals, revocations,
+        Revocations, Verifier, VerifierConfig, last_used, lookup::Lookup, rate_limit::SharedLimits,
+        refusals, revocations,
     },
 };
 
@@ -46,6 +47,7 @@ impl Background {
         settings: &Settings,
         db: &DatabaseConnection,
         throttle: Arc<LoginThrottle>,
+        shared_limits: Option<SharedLimits>,
     ) -> Background {
         let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
         let config = VerifierConfig {
@@ -53,7 +55,11 @@ impl Background {
             ttl: settings.verify_cache_ttl,
         };
         let lookup = Lookup::new(db.clone(), &settings.database_url);
-        let verifier = Arc::new(Verifier::new(&config, on_postgres, lookup));
+        let mut verifier = Verifier::new(&config, on_postgres, lookup);
+        if let Some(shared) = shared_limits {
+            verifier = verifier.sharing_rate_limits(shared);
+        }
+        let verifier = Arc::new(verifier);
         let revocations = Revocations::announcing_to(verifier.clone());
         let mut tasks = vec![
             tokio::spawn(tokens::sweep_every(
@@ -120,6 +126,8 @@ pub enum StartupError {
     Db(#[from] DbErr),
     #[error("login throttle: {0}")]
     Throttle(#[from] ThrottleError),
+    #[error("rate limits store (Redis): {0}")]
+    RateLimits(#[from] redis::RedisError),
     #[error("creating the first admin: {0}")]
     Bootstrap(#[from] users::UserError),
     #[error("cannot listen on {address}: {source}")]
@@ -163,7 +171,11 @@ impl Application {
             )
             .await?,
         );
-        let background = Background::start(settings, &db, throttle.clone());
+        let shared_limits = match &settings.redis_url {
+            Some(url) => Some(SharedLimits::connect(url, &settings.redis_prefix).await?),
+            None => None,
+        };
+        let background = Background::start(settings, &db, throttle.clone(), shared_limits);
         let state = web::Data::new(AppState {
             db,
             policy,

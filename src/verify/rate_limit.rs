@@ -1,5 +1,7 @@
-//! Per-token rate limits, counted in this instance's memory: N instances allow up to N times a
-//! token's limit. A token without a limit never reaches this file.
+//! Per-token rate limits, counted in this instance's memory (N instances allow up to N times a
+//! token's limit), or in Redis when `MULTITOKEN_REDIS_URL` is set (`SharedLimits`: every
+//! instance counts against the one limit, on Redis's clock). A token without a limit never
+//! reaches this file.
 //!
 //! The algorithm is GCRA (the generic cell rate algorithm, as in ATM networks and `governor`):
 //! each token keeps one number, the time at which its bucket would be empty again (its
@@ -15,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
 /// The window a limit is counted in.
@@ -37,6 +40,9 @@ pub struct RateLimits {
     /// Measured from here, in nanoseconds: monotonic, so a clock change lets nothing through.
     epoch: Instant,
     shards: Box<[Mutex<HashMap<Uuid, Bucket>>]>,
+    /// Counters every instance shares; without them (or while Redis does not answer) the
+    /// memory above counts.
+    shared: Option<SharedLimits>,
 }
 
 /// One token's state: when its bucket is empty again, at the limit it was counted with.
@@ -51,14 +57,44 @@ impl Default for RateLimits {
         RateLimits {
             epoch: Instant::now(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shared: None,
         }
     }
 }
 
 impl RateLimits {
-    /// Counts one request of `token` against `per_minute`, or says when to come back.
+    /// Limits counted in Redis, shared by every instance that names the same Redis and prefix.
+    pub fn shared(shared: SharedLimits) -> RateLimits {
+        RateLimits {
+            shared: Some(shared),
+            ..RateLimits::default()
+        }
+    }
+
+    /// Whether counting needs Redis (and so cannot be done without waiting).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Counts one request of `token` against `per_minute` in this instance's memory, or says
+    /// when to come back.
     pub fn take(&self, token: Uuid, per_minute: u32) -> Result<(), Exceeded> {
         self.take_at(token, per_minute, Instant::now())
+    }
+
+    /// As `take`, in Redis when the limits are shared. Redis not answering does not lock every
+    /// limited token out: this instance counts on its own meanwhile (and says so in the log).
+    pub async fn take_anywhere(&self, token: Uuid, per_minute: u32) -> Result<(), Exceeded> {
+        let Some(shared) = &self.shared else {
+            return self.take(token, per_minute);
+        };
+        match shared.take(token, per_minute).await {
+            Ok(counted) => counted,
+            Err(e) => {
+                log::warn!("rate limits store (Redis) unavailable, counting on this instance: {e}");
+                self.take(token, per_minute)
+            }
+        }
     }
 
     fn take_at(&self, token: Uuid, per_minute: u32, at: Instant) -> Result<(), Exceeded> {
@@ -103,6 +139,74 @@ impl RateLimits {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         token.hash(&mut hasher);
         &self.shards[(hasher.finish() as usize) % SHARDS]
+    }
+}
+
+/// GCRA in Redis, atomically, on Redis's own clock (instances' clocks may differ). KEYS[1]: the
+/// token's counter; ARGV: the emission interval and the window, in microseconds. Answers 0 when
+/// the request is let through, else the microseconds to wait. The counter expires when its
+/// bucket is empty, so idle tokens leave nothing behind.
+const GCRA_SCRIPT: &str = r"
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local interval = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local empty_at = tonumber(redis.call('GET', KEYS[1]) or '0')
+if empty_at < now then empty_at = now end
+local next = empty_at + interval
+if next - now > window then
+  return math.max(1, next - now - window)
+end
+redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.max(1, math.ceil((next - now) / 1000)))
+return 0
+";
+
+/// The counters in Redis.
+pub struct SharedLimits {
+    connection: ConnectionManager,
+    prefix: String,
+    script: redis::Script,
+}
+
+impl SharedLimits {
+    /// Keys start with `prefix` (`MULTITOKEN_REDIS_PREFIX`), then `rate:`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<SharedLimits, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        // On the hot path: with Redis gone, give up within a second and count locally.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        Ok(SharedLimits {
+            connection: ConnectionManager::new_with_config(client, config).await?,
+            prefix: prefix.to_owned(),
+            script: redis::Script::new(GCRA_SCRIPT),
+        })
+    }
+
+    async fn take(
+        &self,
+        token: Uuid,
+        per_minute: u32,
+    ) -> Result<Result<(), Exceeded>, redis::RedisError> {
+        let window = WINDOW.as_micros() as u64;
+        let interval = window / u64::from(per_minute.max(1));
+        let wait: u64 = self
+            .script
+            .key(format!("{}rate:{}", self.prefix, token.simple()))
+            .arg(interval)
+            .arg(window)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(if wait == 0 {
+            Ok(())
+        } else {
+            Err(Exceeded {
+                limit: per_minute,
+                retry_after: Duration::from_micros(wait),
+            })
+        })
     }
 }
 

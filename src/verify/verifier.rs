@@ -38,7 +38,7 @@ use super::{
     checks::{self, Attempt, AuthError, Authenticated, Pending, Refusal},
     last_used::LastUsed,
     lookup::Lookup,
-    rate_limit::RateLimits,
+    rate_limit::{Exceeded, RateLimits, SharedLimits},
     refusals::Refusals,
 };
 use crate::{
@@ -220,7 +220,10 @@ impl Verifier {
         };
         Some(match self.admit(&entry, attempt, at) {
             Ok(pending) if pending == Pending::default() => {
-                if let Err(over) = self.within_rate(&entry, attempt, at) {
+                if self.counts_elsewhere(&entry, attempt) {
+                    return None;
+                }
+                if let Err(over) = self.within_rate_here(&entry, attempt, at) {
                     return Some(Err(over));
                 }
                 self.last_used.record(entry.token.id, at, attempt.client());
@@ -263,7 +266,7 @@ impl Verifier {
             }
         };
         // Before a use is taken: a request over the rate limit costs a limited-use token nothing.
-        self.within_rate(&entry, attempt, Utc::now())?;
+        self.within_rate(&entry, attempt, Utc::now()).await?;
         let entry = if pending.take_use {
             match self.lookup.take_use(entry.token.id).await? {
                 Some(left) => entry.after_use(left),
@@ -301,24 +304,70 @@ impl Verifier {
             .map_err(|refusal| self.refused(entry, refusal, attempt, at))
     }
 
-    /// The token's rate limit, for a use (introspection only asks): counted here, in memory. A
-    /// token without a limit costs one comparison.
-    fn within_rate(
+    /// The limit a use of this token is counted against (introspection only asks, and takes
+    /// none). A token without a limit costs one comparison.
+    fn limit_of(entry: &Authenticated, attempt: &Attempt<'_>) -> Option<u32> {
+        match attempt {
+            Attempt::Use(_) => entry.access.rate_limit_per_minute(),
+            Attempt::Inspect => None,
+        }
+    }
+
+    /// The use must be counted in Redis, which the near path cannot wait for.
+    fn counts_elsewhere(&self, entry: &Authenticated, attempt: &Attempt<'_>) -> bool {
+        self.rate_limits.is_shared() && Self::limit_of(entry, attempt).is_some()
+    }
+
+    /// The token's rate limit, counted in this instance's memory.
+    fn within_rate_here(
         &self,
         entry: &Authenticated,
         attempt: &Attempt<'_>,
         at: chrono::DateTime<Utc>,
     ) -> Result<(), AuthError> {
-        let (Attempt::Use(_), Some(limit)) = (attempt, entry.access.rate_limit_per_minute()) else {
+        let Some(limit) = Self::limit_of(entry, attempt) else {
             return Ok(());
         };
-        self.rate_limits
-            .take(entry.token.id, limit)
-            .map_err(|exceeded| {
-                self.refusals
-                    .note(entry, Refusal::RateLimited, attempt.client().address, at);
-                AuthError::RateLimited(exceeded)
-            })
+        let counted = self.rate_limits.take(entry.token.id, limit);
+        self.over_rate(entry, attempt, at, counted)
+    }
+
+    /// The token's rate limit, counted where the limits are kept (Redis when shared).
+    async fn within_rate(
+        &self,
+        entry: &Authenticated,
+        attempt: &Attempt<'_>,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        if !self.counts_elsewhere(entry, attempt) {
+            return self.within_rate_here(entry, attempt, at);
+        }
+        let Some(limit) = Self::limit_of(entry, attempt) else {
+            return Ok(());
+        };
+        let counted = self.rate_limits.take_anywhere(entry.token.id, limit).await;
+        self.over_rate(entry, attempt, at, counted)
+    }
+
+    /// A count's outcome as the verifier answers it; a refusal noted for the owner.
+    fn over_rate(
+        &self,
+        entry: &Authenticated,
+        attempt: &Attempt<'_>,
+        at: chrono::DateTime<Utc>,
+        counted: Result<(), Exceeded>,
+    ) -> Result<(), AuthError> {
+        counted.map_err(|exceeded| {
+            self.refusals
+                .note(entry, Refusal::RateLimited, attempt.client().address, at);
+            AuthError::RateLimited(exceeded)
+        })
+    }
+
+    /// Counts rate limits in Redis, shared with every instance that uses it.
+    pub fn sharing_rate_limits(mut self, shared: SharedLimits) -> Verifier {
+        self.rate_limits = RateLimits::shared(shared);
+        self
     }
 
     fn refused(

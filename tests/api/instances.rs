@@ -45,7 +45,7 @@ impl OtherInstance {
         }
     }
 
-    async fn me_status(&self, key: &str) -> StatusCode {
+    pub async fn me_status(&self, key: &str) -> StatusCode {
         self.client
             .get(format!("http://127.0.0.1:{}/api/me/", self.port))
             .bearer_auth(key)

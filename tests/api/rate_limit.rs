@@ -6,7 +6,8 @@ use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app, status_and_json};
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with, status_and_json};
+use crate::instances::OtherInstance;
 use crate::on_both_backends;
 use multitoken::entities::audit_events;
 
@@ -14,6 +15,7 @@ on_both_backends!(
     a_token_over_its_limit_gets_429_with_retry_after_and_the_ratelimit_fields,
     a_429_takes_no_use_and_patch_changes_the_limit_at_once,
     limits_out_of_range_are_refused_and_shown_where_the_policy_is,
+    each_instance_counts_on_its_own_without_redis,
 );
 
 /// Creates a device token with `body`'s policy: (id, key).
@@ -227,4 +229,88 @@ async fn limits_out_of_range_are_refused_and_shown_where_the_policy_is(backend: 
     let (_, plain) = device(&app, &owner, json!({"name": "plain"})).await;
     let (_, me) = status_and_json(app.get("/api/me/", Some(&plain)).await).await;
     assert_eq!(me["token"]["rate_limit_per_minute"], Value::Null, "{me}");
+}
+
+/// Documented: without Redis, N instances allow up to N times the limit.
+async fn each_instance_counts_on_its_own_without_redis(backend: Backend) {
+    let a = spawn_app(backend).await;
+    let b = OtherInstance::start_with(&a, |_| {}).await;
+    let owner = a.create_user("alice", false).await;
+    let (_, key) = device(
+        &a,
+        &owner,
+        json!({"name": "split", "rate_limit_per_minute": 2}),
+    )
+    .await;
+    for instance in ["a", "b"] {
+        for n in 1..=2 {
+            let status = if instance == "a" {
+                a.me_status(&key).await
+            } else {
+                b.me_status(&key).await
+            };
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{instance}: request {n} of its own 2"
+            );
+        }
+    }
+    assert_eq!(a.me_status(&key).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(b.me_status(&key).await, StatusCode::TOO_MANY_REQUESTS);
+    b.handle.stop(true).await;
+}
+
+/// With `MULTITOKEN_REDIS_URL`, two instances count against the one limit.
+#[tokio::test]
+async fn two_instances_sharing_redis_count_against_one_limit() {
+    let Some(redis_url) = std::env::var("MULTITOKEN_TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    else {
+        eprintln!("MULTITOKEN_TEST_REDIS_URL is not set: Redis run skipped");
+        return;
+    };
+    let prefix = format!("mt_test_{}:", uuid::Uuid::new_v4().simple());
+    let (url, pre) = (redis_url.clone(), prefix.clone());
+    let a = spawn_app_with(Backend::Sqlite, move |settings| {
+        settings.redis_url = Some(url);
+        settings.redis_prefix = pre;
+    })
+    .await;
+    let b = OtherInstance::start_with(&a, |settings| {
+        settings.redis_url = Some(redis_url);
+        settings.redis_prefix = prefix;
+    })
+    .await;
+    let owner = a.create_user("alice", false).await;
+    let (id, key) = device(
+        &a,
+        &owner,
+        json!({"name": "shared", "rate_limit_per_minute": 4, "max_uses": 100}),
+    )
+    .await;
+    assert_eq!(a.me_status(&key).await, StatusCode::OK);
+    assert_eq!(b.me_status(&key).await, StatusCode::OK);
+    assert_eq!(a.me_status(&key).await, StatusCode::OK);
+    assert_eq!(b.me_status(&key).await, StatusCode::OK);
+    assert_eq!(
+        a.me_status(&key).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "four between the two instances: the fifth is over the one limit"
+    );
+    assert_eq!(b.me_status(&key).await, StatusCode::TOO_MANY_REQUESTS);
+    let over = a.get("/api/me/", Some(&key)).await;
+    let retry_after: u64 = header(&over, "retry-after").parse().unwrap();
+    assert!(
+        (1..=15).contains(&retry_after),
+        "60 s / 4 at most: {retry_after}"
+    );
+    assert_eq!(header(&over, "ratelimit-limit"), "4");
+    let token = listed(&a, &owner, &id).await;
+    assert_eq!(
+        token["remaining_uses"], 96,
+        "four uses taken, none by the 429s: {token}"
+    );
+    b.handle.stop(true).await;
 }
