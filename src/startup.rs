@@ -5,7 +5,6 @@ use std::{net::TcpListener, sync::Arc};
 use actix_web::{App, HttpServer, dev::Server, middleware::Condition, web};
 use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::routes::access_log::ACCESS_LOG;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -236,6 +235,7 @@ fn run(
     state: web::Data<AppState>,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
+    let access_log = routes::access_log::turned_on();
     let mut server = HttpServer::new(move || {
         let (app, api) = App::new()
             .into_utoipa_app()
@@ -254,10 +254,7 @@ fn run(
                 https_only: state.cookie_secure,
             })
             // The access log, when its level is on; off, it is left out of the stack.
-            .wrap(Condition::new(
-                log::log_enabled!(target: ACCESS_LOG, log::Level::Info),
-                routes::access_log::AccessLog,
-            ))
+            .wrap(Condition::new(access_log, routes::access_log::AccessLog))
     })
     .shutdown_timeout(30);
     if let Some(workers) = workers {

@@ -10,6 +10,7 @@ use std::{
     future::{Future, Ready, ready},
     pin::Pin,
     rc::Rc,
+    sync::atomic::{AtomicBool, Ordering::Relaxed},
     task::{Context, Poll},
     time::Instant,
 };
@@ -29,15 +30,32 @@ pub const ACCESS_LOG: &str = "actix_web::middleware::logger";
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Put in a logged request's extensions: the extractor that authenticates it writes the token's id.
-#[derive(Clone, Default)]
-pub struct LoggedToken(Rc<Cell<Option<Uuid>>>);
+/// Whether the access log is in the stack, so that extractors skip looking for `LoggedToken`
+/// when it is not (the look costs every authenticated request a map lookup).
+static ON: AtomicBool = AtomicBool::new(false);
 
-impl LoggedToken {
-    pub fn note(&self, token: Uuid) {
-        self.0.set(Some(token));
+/// Whether the access log's level is on, noted for `note_token`. Asked once, at start-up: the
+/// log is then in the stack (`AccessLog`) or not at all.
+pub fn turned_on() -> bool {
+    let on = log::log_enabled!(target: ACCESS_LOG, log::Level::Info);
+    if on {
+        ON.store(true, Relaxed);
+    }
+    on
+}
+
+/// The token a logged request authenticated with, noted for its line.
+pub fn note_token(req: &actix_web::HttpRequest, token: Uuid) {
+    if ON.load(Relaxed)
+        && let Some(logged) = req.extensions().get::<LoggedToken>()
+    {
+        logged.0.set(Some(token));
     }
 }
+
+/// Put in a logged request's extensions: `note_token` writes the token's id.
+#[derive(Clone, Default)]
+struct LoggedToken(Rc<Cell<Option<Uuid>>>);
 
 pub struct AccessLog;
 

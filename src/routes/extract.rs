@@ -9,7 +9,7 @@ use std::{
 
 use futures_util::future::{Either, LocalBoxFuture};
 
-use super::{access_log::LoggedToken, middleware::TokenExpiry};
+use super::{access_log, middleware::TokenExpiry};
 
 use actix_web::{
     FromRequest, HttpMessage, HttpRequest,
@@ -205,9 +205,7 @@ pub fn user_agent(req: &HttpRequest) -> Option<&str> {
 /// expiry being the grace's end); a token that never expires costs nothing here.
 fn note_expiry(req: &HttpRequest, caller: &Authenticated) {
     // The access log, when on, names the token (never its key).
-    if let Some(logged) = req.extensions().get::<LoggedToken>() {
-        logged.note(caller.token.id);
-    }
+    access_log::note_token(req, caller.token.id);
     if let Some(at) = caller.token.expires_at {
         req.extensions_mut().insert(TokenExpiry {
             at,

@@ -3,9 +3,7 @@
 
 use std::{future::Future, pin::Pin};
 
-use actix_web::{
-    FromRequest, HttpMessage, HttpRequest, dev::Payload, http::Method, http::header, web,
-};
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::Method, http::header, web};
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::session::{FlashLevel, WebSession};
@@ -13,7 +11,7 @@ use crate::{
     error::ApiError,
     routes::pages::error::WebError,
     routes::{
-        access_log::LoggedToken,
+        access_log,
         body::read_bounded,
         extract::{ClientAddress, site_origin, user_agent},
     },
@@ -114,9 +112,7 @@ async fn signed_in(req: HttpRequest) -> Result<SignedIn, WebError> {
         return Err(sign_in_again);
     }
     session.touch(at);
-    if let Some(logged) = req.extensions().get::<LoggedToken>() {
-        logged.note(auth.token.id);
-    }
+    access_log::note_token(&req, auth.token.id);
     Ok(SignedIn {
         auth,
         session,
