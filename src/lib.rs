@@ -6,6 +6,7 @@ pub mod duration;
 pub mod entities;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod routes;
 pub mod services;
 pub mod startup;

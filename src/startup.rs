@@ -12,6 +12,7 @@ use crate::{
     auth::password,
     config::Settings,
     db::{connect, connect_and_migrate},
+    metrics::Metrics,
     routes,
     services::{
         throttle::{self, LoginThrottle, ThrottleError},
@@ -47,6 +48,7 @@ impl Background {
         db: &DatabaseConnection,
         throttle: Arc<LoginThrottle>,
         shared_limits: Option<SharedLimits>,
+        metrics: Arc<Metrics>,
     ) -> Background {
         let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
         let config = VerifierConfig {
@@ -54,7 +56,7 @@ impl Background {
             ttl: settings.verify_cache_ttl,
         };
         let lookup = Lookup::new(db.clone(), &settings.database_url);
-        let mut verifier = Verifier::new(&config, on_postgres, lookup);
+        let mut verifier = Verifier::new(&config, on_postgres, lookup).counting_into(metrics);
         if let Some(shared) = shared_limits {
             verifier = verifier.sharing_rate_limits(shared);
         }
@@ -174,7 +176,14 @@ impl Application {
             Some(url) => Some(SharedLimits::connect(url, &settings.redis_prefix).await?),
             None => None,
         };
-        let background = Background::start(settings, &db, throttle.clone(), shared_limits);
+        let metrics = Arc::new(Metrics::default());
+        let background = Background::start(
+            settings,
+            &db,
+            throttle.clone(),
+            shared_limits,
+            metrics.clone(),
+        );
         let state = web::Data::new(AppState {
             db,
             policy,
@@ -187,6 +196,7 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             pairing: pairing_config(settings),
             public_url: settings.public_url.clone(),
+            metrics,
         });
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             address: settings.bind.to_string(),
@@ -252,6 +262,7 @@ fn run(
             .default_service(web::to(routes::not_found))
             .wrap(routes::middleware::Essentials {
                 https_only: state.cookie_secure,
+                metrics: state.metrics.clone(),
             })
             // The access log, when its level is on; off, it is left out of the stack.
             .wrap(Condition::new(access_log, routes::access_log::AccessLog))

@@ -7,6 +7,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     config::{SecretKey, Settings},
+    metrics::Metrics,
     services::{
         Policy,
         pairing::PairingConfig,
@@ -37,6 +38,8 @@ pub struct AppState {
     pub pairing: PairingConfig,
     /// Where people reach the service, for pairing links; `None`: from the request's Host.
     pub public_url: Option<String>,
+    /// This instance's counts, for `/metrics` (the verifier counts into the same).
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn policy_from(settings: &Settings) -> Policy {

@@ -6,7 +6,10 @@
 use std::{
     future::{Future, Ready, ready},
     pin::Pin,
+    rc::Rc,
+    sync::Arc,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use actix_web::{
@@ -21,15 +24,19 @@ use actix_web::{
 use chrono::{DateTime, Utc};
 
 use super::api::timestamp;
+use crate::metrics::Metrics;
 
 /// Paths are matched without a trailing slash and with single slashes (`/api/me/` and
 /// `//api//me` are `/api/me`); every answer gets `nosniff` and, unless its handler chose one,
 /// `Cache-Control: no-store` (answers carry keys and account data); HTML answers get the page
 /// headers; with secure cookies, HSTS.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Essentials {
     /// The site is HTTPS-only (secure cookies): browsers are told to stay on it.
     pub https_only: bool,
+    /// Every answered request is counted here (by route pattern, method and status) for
+    /// `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl<S, B> Transform<S, ServiceRequest> for Essentials
@@ -46,13 +53,20 @@ where
         ready(Ok(EssentialsMiddleware {
             service,
             https_only: self.https_only,
+            // Cloned per request as an `Rc`, which no other worker touches: an `Arc`'s shared
+            // count would be written by every worker on every request.
+            metrics: Rc::new(self.metrics.clone()),
         }))
     }
 }
 
+/// The `Rc` around the `Arc` is the point: each request's future holds a clone, and cloning an
+/// `Rc` (one worker's own) writes no memory another worker writes, as an `Arc`'s count would.
+#[allow(clippy::redundant_allocation)]
 pub struct EssentialsMiddleware<S> {
     service: S,
     https_only: bool,
+    metrics: Rc<Arc<Metrics>>,
 }
 
 impl<S, B> Service<ServiceRequest> for EssentialsMiddleware<S>
@@ -73,16 +87,21 @@ where
         WithHeaders {
             inner: self.service.call(req),
             https_only: self.https_only,
+            started: Instant::now(),
+            metrics: self.metrics.clone(),
         }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The inner service's answer, with the headers added once it is ready.
+    #[allow(clippy::redundant_allocation)]
     pub struct WithHeaders<F> {
         #[pin]
         inner: F,
         https_only: bool,
+        started: Instant,
+        metrics: Rc<Arc<Metrics>>,
     }
 }
 
@@ -111,6 +130,14 @@ where
             }
         }
         add_headers(response.headers_mut(), *this.https_only);
+        let request = response.request();
+        let route = request.match_pattern();
+        this.metrics.requests.record(
+            route.as_deref().unwrap_or("(unmatched)"),
+            request.method().as_str(),
+            response.status().as_u16(),
+            this.started.elapsed(),
+        );
         Poll::Ready(Ok(response))
     }
 }

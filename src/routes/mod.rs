@@ -7,6 +7,7 @@ pub mod checkbox;
 pub mod extract;
 pub mod forward_auth;
 pub mod health;
+pub mod metrics;
 pub mod middleware;
 pub mod pages;
 
@@ -76,6 +77,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::pairing::collect_token)
         .service(api::pairing::approve_pairing)
         .service(api::pairing::deny_pairing)
+        .service(metrics::metrics)
         .service(forward_auth::verify_token)
         .service(api::introspect::introspect_token);
 }

@@ -83,6 +83,8 @@ pub struct LoginThrottle {
     store: Store,
     /// Woken whenever an attempt of this instance settles, so that waiting ones look again.
     settled: tokio::sync::Notify,
+    /// Attempts refused here, for `/metrics`.
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// A login in progress, recorded under its keys until it is settled.
@@ -148,6 +150,7 @@ impl LoginThrottle {
             config,
             store,
             settled: tokio::sync::Notify::new(),
+            refused: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -275,9 +278,16 @@ impl LoginThrottle {
                 }
             };
             // A refused attempt checks no password, so it is no failure: it is withdrawn.
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.withdraw(attempt).await;
             return Err(ThrottleError::Throttled { retry_after });
         }
+    }
+
+    /// Attempts this instance refused since it started (logins and pairing codes).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The password was right: the username's failures are forgiven; the address keeps its own.

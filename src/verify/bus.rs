@@ -12,8 +12,19 @@ pub fn token_payload(id: Uuid) -> String {
     format!("token:{id}")
 }
 
-/// The statement that announces `payload`, delivered at the commit of its transaction. Payloads
-/// are built from UUIDs and fixed words only: nothing to quote.
+/// The statement that announces `payload`, delivered at the commit of its transaction, with
+/// the time it was sent (`@` and milliseconds since the epoch), so that listeners can tell how
+/// long delivery took. Payloads are built from UUIDs, fixed words and digits only: nothing to
+/// quote.
 pub fn notify(payload: &str) -> String {
-    format!("NOTIFY {CHANNEL}, '{payload}'")
+    let sent = chrono::Utc::now().timestamp_millis();
+    format!("NOTIFY {CHANNEL}, '{payload}@{sent}'")
+}
+
+/// A payload as sent, and when (absent from a payload of an older instance).
+pub fn sent_at(payload: &str) -> (&str, Option<i64>) {
+    match payload.rsplit_once('@') {
+        Some((payload, millis)) => (payload, millis.parse().ok()),
+        None => (payload, None),
+    }
 }

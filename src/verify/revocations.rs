@@ -23,6 +23,7 @@ use super::{
     bus::{self, CHANNEL},
     verifier::{Revocation, Verifier},
 };
+use crate::metrics::Metrics;
 /// How long to wait before trying to listen again after the connection failed.
 const RELISTEN_AFTER: Duration = Duration::from_millis(500);
 
@@ -136,6 +137,7 @@ fn to_payload(revocation: Revocation) -> String {
 }
 
 fn from_payload(payload: &str) -> Option<Revocation> {
+    let (payload, _) = bus::sent_at(payload);
     match payload.split_once(':') {
         Some(("token", id)) => id.parse().ok().map(Revocation::Token),
         Some(("user", id)) => id.parse().ok().map(Revocation::User),
@@ -148,6 +150,7 @@ fn from_payload(payload: &str) -> Option<Revocation> {
 /// (and this instance's own, harmlessly, a second time). Runs until aborted.
 pub async fn listen(database_url: String, verifier: Arc<Verifier>) {
     use sea_orm::sqlx::postgres::PgListener;
+    let mut subscribed_before = false;
     loop {
         let mut listener = match PgListener::connect(&database_url).await {
             Ok(listener) => listener,
@@ -165,11 +168,22 @@ pub async fn listen(database_url: String, verifier: Arc<Verifier>) {
             continue;
         }
         verifier.set_trusted(true);
+        if subscribed_before {
+            Metrics::count(&verifier.metrics().bus_reconnects);
+        }
+        subscribed_before = true;
         log::debug!("revocation listener subscribed to {CHANNEL}");
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => match from_payload(notification.payload()) {
-                    Some(revocation) => verifier.invalidate(revocation),
+                    Some(revocation) => {
+                        verifier.invalidate(revocation);
+                        if let (_, Some(sent)) = bus::sent_at(notification.payload()) {
+                            let took = chrono::Utc::now().timestamp_millis() - sent;
+                            let took = Duration::from_millis(u64::try_from(took).unwrap_or(0));
+                            verifier.metrics().bus_delivery.observe(took);
+                        }
+                    }
                     None => {
                         log::warn!("unknown revocation notice {:?}", notification.payload());
                         verifier.invalidate(Revocation::All);

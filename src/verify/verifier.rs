@@ -43,6 +43,7 @@ use super::{
 };
 use crate::{
     auth::key::{KeyDigest, TokenKey},
+    metrics::Metrics,
     services::tokens::policy::pin_network,
 };
 
@@ -131,6 +132,8 @@ pub struct Verifier {
     refusals: Arc<Refusals>,
     /// Per-token rate limits, counted in this instance's memory.
     rate_limits: RateLimits,
+    /// Hits, misses and refusals, for `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 impl Verifier {
@@ -156,7 +159,18 @@ impl Verifier {
             last_used: Arc::default(),
             refusals: Arc::default(),
             rate_limits: RateLimits::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts into `metrics` (the instance's, which `/metrics` reports).
+    pub fn counting_into(mut self, metrics: Arc<Metrics>) -> Verifier {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn last_used(&self) -> &Arc<LastUsed> {
@@ -213,6 +227,7 @@ impl Verifier {
             return None;
         }
         drop(near);
+        self.metrics.near_hits.add_one();
         let at = Utc::now();
         let entry = match checks::unexpired(entry, at) {
             Ok(entry) => entry,
@@ -358,6 +373,7 @@ impl Verifier {
         counted: Result<(), Exceeded>,
     ) -> Result<(), AuthError> {
         counted.map_err(|exceeded| {
+            Metrics::count(&self.metrics.rate_limited);
             self.refusals
                 .note(entry, Refusal::RateLimited, attempt.client().address, at);
             AuthError::RateLimited(exceeded)
@@ -388,16 +404,19 @@ impl Verifier {
     async fn find(&self, digest: &KeyDigest) -> Result<Authenticated, AuthError> {
         let cache = self.cache.as_ref().filter(|_| self.trusted.load(SeqCst));
         let Some(cache) = cache else {
+            self.metrics.misses.add_one();
             return self.lookup.authenticate(digest).await;
         };
         let cache_key = *digest.as_bytes();
         if let Some(entry) = cache.get(&cache_key).await {
             if self.is_current(&entry) {
+                self.metrics.shared_hits.add_one();
                 self.keep_near(digest, &entry);
                 return checks::unexpired(entry, Utc::now());
             }
             cache.invalidate(&cache_key).await;
         }
+        self.metrics.misses.add_one();
         let (generation, looked_up) = (self.generation.load(SeqCst), Instant::now());
         let authenticated = self
             .lookup

@@ -18,6 +18,7 @@ mod names;
 mod nginx;
 mod pairing;
 mod policy;
+mod prometheus;
 mod rate_limit;
 mod robustness;
 mod rotation;
