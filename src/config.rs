@@ -144,6 +144,9 @@ pub struct Settings {
     /// link shown on devices; unset: taken from each request's Host.
     #[arg(long, env = "MULTITOKEN_PUBLIC_URL", value_parser = parse_public_url, global = true)]
     pub public_url: Option<String>,
+    /// How long each token's hourly usage history is kept (90d).
+    #[arg(long, env = "MULTITOKEN_USAGE_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
+    pub usage_retention: Duration,
     /// Log lines as plain text, or as one JSON object per line (for a log shipper).
     #[arg(long, env = "MULTITOKEN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

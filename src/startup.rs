@@ -68,6 +68,11 @@ impl Background {
                 db.clone(),
                 revocations.clone(),
             )),
+            tokio::spawn(tokens::usage::prune_every(
+                settings.expiry_sweep_interval,
+                db.clone(),
+                settings.usage_retention,
+            )),
             tokio::spawn(throttle::prune_every(
                 settings.expiry_sweep_interval,
                 throttle,

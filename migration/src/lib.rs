@@ -11,6 +11,7 @@ mod m20261202_000007_index_audit_events_by_target;
 mod m20261203_000008_add_previous_key;
 mod m20261203_000009_create_pairings;
 mod m20261203_000010_add_rate_limit;
+mod m20261203_000011_create_token_usage;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_add_previous_key::Migration),
             Box::new(m20261203_000009_create_pairings::Migration),
             Box::new(m20261203_000010_add_rate_limit::Migration),
+            Box::new(m20261203_000011_create_token_usage::Migration),
         ]
     }
 }

@@ -63,6 +63,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         // Before `{id}/rotate`, whose `{id}` would refuse `self` as no UUID.
         .service(api::tokens::rotate_self)
         .service(api::tokens::rotate_token)
+        .service(api::usage::token_usage)
+        .service(api::usage::all_usage)
         .service(api::admin::list_all_tokens)
         .service(api::admin::revoke_token)
         .service(api::admin::rotate_token)

@@ -1,6 +1,7 @@
-//! `last_used_at` (with the address and user agent of that use) without a write per request:
-//! uses are noted in memory and written back in batches, at most one write per token per flush
-//! interval, and once more at shutdown.
+//! `last_used_at` (with the address and user agent of that use), and each token's uses and
+//! refusals per hour (`token_usage`), without a write per request: uses are noted in memory and
+//! written back in batches, at most one write per token (and hour) per flush interval, and once
+//! more at shutdown.
 
 use std::{
     collections::HashMap,
@@ -30,6 +31,26 @@ const SHARDS: usize = 16;
 
 type Pending = HashMap<Uuid, Seen>;
 
+/// Uses and refusals per token and hour (seconds since the epoch of the hour's start).
+type Counts = HashMap<(Uuid, i64), Count>;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Count {
+    pub uses: u64,
+    pub refused: u64,
+}
+
+/// What one shard holds: the newest use per token, and the counts.
+#[derive(Default)]
+struct State {
+    seen: Pending,
+    counts: Counts,
+}
+
+fn hour_of(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(3600) * 3600
+}
+
 /// The newest use of a token: when, from where, by what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
@@ -52,10 +73,10 @@ pub struct Client<'a> {
 /// One shard, on cache lines of its own (so that two shards never share one).
 #[repr(align(128))]
 #[derive(Default)]
-struct Shard(Mutex<Pending>);
+struct Shard(Mutex<State>);
 
 impl Shard {
-    fn lock(&self) -> MutexGuard<'_, Pending> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -134,7 +155,20 @@ fn truncated(agent: &str) -> &str {
 impl LastUsed {
     pub fn record(&self, token: Uuid, at: DateTime<Utc>, client: Client<'_>) {
         let shard = SHARD.with(|shard| *shard);
-        note(&mut self.shards[shard].lock(), token, at, client);
+        let mut state = self.shards[shard].lock();
+        note(&mut state.seen, token, at, client);
+        state.counts.entry((token, hour_of(at))).or_default().uses += 1;
+    }
+
+    /// A use the token's policy refused: counted for its usage history, not as its last use.
+    pub fn record_refusal(&self, token: Uuid, at: DateTime<Utc>) {
+        let shard = SHARD.with(|shard| *shard);
+        let mut state = self.shards[shard].lock();
+        state
+            .counts
+            .entry((token, hour_of(at)))
+            .or_default()
+            .refused += 1;
     }
 
     /// Shows uses not yet written in `listed`, so a listing is as fresh as this instance knows.
@@ -158,7 +192,7 @@ impl LastUsed {
     fn snapshot(&self) -> Pending {
         let mut all = Pending::new();
         for shard in &self.shards {
-            for (&token, seen) in shard.lock().iter() {
+            for (&token, seen) in shard.lock().seen.iter() {
                 merge(&mut all, token, seen);
             }
         }
@@ -166,14 +200,23 @@ impl LastUsed {
     }
 
     /// Every shard's uses in one map, the shards emptied.
+    #[cfg(test)]
     fn take_all(&self) -> Pending {
+        self.take_both().0
+    }
+
+    /// Every shard's uses and counts, the shards emptied.
+    fn take_both(&self) -> (Pending, Counts) {
         let mut all = Pending::new();
+        let mut counts = Counts::new();
         for shard in &self.shards {
-            for (token, seen) in std::mem::take(&mut *shard.lock()) {
+            let state = std::mem::take(&mut *shard.lock());
+            for (token, seen) in state.seen {
                 merge(&mut all, token, &seen);
             }
+            add_counts(&mut counts, state.counts);
         }
-        all
+        (all, counts)
     }
 
     /// Writes every noted use; returns how many tokens were written. On failure the uses are
@@ -182,21 +225,70 @@ impl LastUsed {
     where
         C: ConnectionTrait + TransactionTrait,
     {
-        let taken: Vec<(Uuid, Seen)> = self.take_all().into_iter().collect();
+        let (taken, counts) = self.take_both();
+        let taken: Vec<(Uuid, Seen)> = taken.into_iter().collect();
+        let counts: Vec<((Uuid, i64), Count)> = counts.into_iter().collect();
         let mut written = 0;
         for (index, batch) in taken.chunks(BATCH).enumerate() {
             if let Err(e) = write(db, batch).await {
                 let shard = SHARD.with(|shard| *shard);
                 let mut kept = self.shards[shard].lock();
                 for (token, seen) in &taken[index * BATCH..] {
-                    merge(&mut kept, *token, seen);
+                    merge(&mut kept.seen, *token, seen);
                 }
+                add_counts(&mut kept.counts, counts);
                 return Err(e);
             }
             written += batch.len();
         }
+        for (index, batch) in counts.chunks(BATCH).enumerate() {
+            if let Err(e) = write_counts(db, batch).await {
+                let shard = SHARD.with(|shard| *shard);
+                let mut kept = self.shards[shard].lock();
+                add_counts(&mut kept.counts, counts[index * BATCH..].iter().copied());
+                return Err(e);
+            }
+        }
         Ok(written)
     }
+}
+
+fn add_counts(into: &mut Counts, from: impl IntoIterator<Item = ((Uuid, i64), Count)>) {
+    for (key, count) in from {
+        let total = into.entry(key).or_default();
+        total.uses += count.uses;
+        total.refused += count.refused;
+    }
+}
+
+/// Adds counts to their hours' rows, creating them; counts of a token deleted meanwhile are
+/// dropped (the `EXISTS`), since its history went with it.
+async fn write_counts<C>(db: &C, batch: &[((Uuid, i64), Count)]) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    const UPSERT: &str = "INSERT INTO token_usage (token_id, hour, uses, refused) \
+         SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM tokens WHERE id = $1) \
+         ON CONFLICT (token_id, hour) DO UPDATE \
+         SET uses = token_usage.uses + excluded.uses, refused = token_usage.refused + excluded.refused";
+    let txn = db.begin().await?;
+    let backend = txn.get_database_backend();
+    for ((token, hour), count) in batch {
+        let Some(hour) = DateTime::<Utc>::from_timestamp(*hour, 0) else {
+            continue;
+        };
+        let values: [sea_orm::Value; 4] = [
+            (*token).into(),
+            hour.into(),
+            i64::try_from(count.uses).unwrap_or(i64::MAX).into(),
+            i64::try_from(count.refused).unwrap_or(i64::MAX).into(),
+        ];
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, UPSERT, values,
+        ))
+        .await?;
+    }
+    txn.commit().await
 }
 
 async fn write<C>(db: &C, batch: &[(Uuid, Seen)]) -> Result<(), DbErr>

@@ -374,6 +374,7 @@ impl Verifier {
     ) -> Result<(), AuthError> {
         counted.map_err(|exceeded| {
             Metrics::count(&self.metrics.rate_limited);
+            self.last_used.record_refusal(entry.token.id, at);
             self.refusals
                 .note(entry, Refusal::RateLimited, attempt.client().address, at);
             AuthError::RateLimited(exceeded)
@@ -394,6 +395,7 @@ impl Verifier {
         at: chrono::DateTime<Utc>,
     ) -> AuthError {
         log::debug!("token {} refused: {}", entry.token.id, refusal.code());
+        self.last_used.record_refusal(entry.token.id, at);
         self.refusals
             .note(entry, refusal, attempt.client().address, at);
         refusal.error()

@@ -69,6 +69,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         pairing_interval: Duration::from_secs(5),
         public_url: None,
         log_format: multitoken::config::LogFormat::Text,
+        usage_retention: Duration::from_secs(90 * 86_400),
     }
 }
 

@@ -28,5 +28,6 @@ mod storage;
 mod throttle;
 mod tokens;
 mod upstream;
+mod usage;
 mod verify;
 mod web;

@@ -60,6 +60,7 @@ async fn listed_tokens_show_their_prefix_but_never_a_key_or_digest(backend: Back
             "name",
             "pin_ip",
             "prefix",
+            "rate_limit_per_minute",
             "read_only",
             "remaining_uses",
             "scopes"

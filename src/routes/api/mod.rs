@@ -6,6 +6,7 @@ mod policy_request;
 pub mod session;
 pub mod timestamp;
 pub mod tokens;
+pub mod usage;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;

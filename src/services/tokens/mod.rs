@@ -11,6 +11,7 @@ mod query;
 mod remove;
 mod rotate;
 mod update;
+pub mod usage;
 
 pub use expiry::{prune, sweep_every, sweep_expired};
 pub use issue::{issue, issue_in};
