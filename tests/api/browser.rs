@@ -129,6 +129,8 @@ async fn the_web_ui_works_end_to_end_in_headless_chromium() {
     // A pairing device may poll every second, so the pairing check waits little.
     let app = spawn_app_with(Backend::Sqlite, |settings| {
         settings.pairing_interval = std::time::Duration::from_secs(1);
+        // Usage counts reach the token's chart within a second.
+        settings.last_used_flush = std::time::Duration::from_secs(1);
     })
     .await;
     let base_url = app.address.clone();

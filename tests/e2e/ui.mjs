@@ -494,6 +494,33 @@ async function run() {
     noProblems();
   });
 
+  await check("the token's page charts its uses and refusals, and the chart's numbers are the API's", async () => {
+    const login = await apiLogin(userName, newPassword);
+    assert.equal(login.status, 200);
+    const apiKey = login.body.id_token;
+    // Counts are written in batches: wait until the API has them, then the page must agree.
+    const deadline = Date.now() + 30_000;
+    let totals = { uses: 0, refused: 0 };
+    while (Date.now() < deadline) {
+      const answer = await fetch(`${base}/api/tokens/${stationId}/usage/?days=7`, { headers: { Authorization: `Token ${apiKey}` } });
+      assert.equal(answer.status, 200);
+      const hours = await answer.json();
+      totals = hours.reduce((sum, h) => ({ uses: sum.uses + h.uses, refused: sum.refused + h.refused }), { uses: 0, refused: 0 });
+      if (totals.uses > 0 && totals.refused > 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.ok(totals.uses > 0 && totals.refused > 0, `the station was used and refused: ${JSON.stringify(totals)}`);
+    await user.page.goto(`${base}/tokens/${stationId}`);
+    const chart = user.page.locator('#usage-chart');
+    assert.equal(await chart.getAttribute('data-uses'), String(totals.uses), 'the chart shows the API\'s uses');
+    assert.equal(await chart.getAttribute('data-refused'), String(totals.refused), 'and its refusals');
+    assert.ok(await chart.locator('svg[role="img"] rect.bar-uses').count() >= 1, 'drawn as bars');
+    assert.match(await chart.locator('figcaption').textContent(), new RegExp(`${totals.uses}\\s+uses, ${totals.refused}\\s+refused`));
+    await chart.scrollIntoViewIfNeeded();
+    await screenshot(user.page, '06c-token-usage');
+    noProblems();
+  });
+
   await check('a device pairs: it polls while the user approves its code in the browser', async () => {
     const form = { 'content-type': 'application/x-www-form-urlencoded' };
     const startAnswer = await fetch(`${base}/api/pair/`, { method: 'POST', headers: form, body: 'name=hall+display&client_id=e2e' });

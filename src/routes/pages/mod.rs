@@ -5,6 +5,7 @@ pub mod access;
 pub mod account;
 pub mod admin;
 pub mod assets;
+pub mod chart;
 pub mod error;
 pub mod extract;
 pub mod format;

@@ -9,7 +9,9 @@ use uuid::Uuid;
 use super::{
     Layout, RevealedKey,
     access::{AccessForm, networks},
-    back_with, done,
+    back_with,
+    chart::UsageChart,
+    done,
     extract::{CsrfForm, SignedIn},
     format, render,
     tokens::TokenRow,
@@ -20,13 +22,17 @@ use crate::{
     services::{
         audit::{self, Action},
         now,
-        tokens::{self, Grace, RotatedBy, TokenChange, TokenError, TokenName, policy::Policy},
+        tokens::{
+            self, Grace, RotatedBy, TokenChange, TokenError, TokenName, policy::Policy, usage,
+        },
     },
     state::AppState,
 };
 
 /// Refused attempts shown on the page, newest first.
 const REFUSALS_SHOWN: u64 = 20;
+/// The days the usage chart covers.
+const CHART_DAYS: i64 = 7;
 
 pub struct RefusedRow {
     pub when: String,
@@ -80,6 +86,8 @@ struct TokenPage {
     previous_key_until: Option<(String, String)>,
     /// A key issued by a rotation a moment ago, shown in this answer only.
     revealed: Option<RevealedKey>,
+    /// Uses and refusals per hour over the last week.
+    chart: UsageChart,
     /// The grace choices of the Rotate form, in seconds, with their labels.
     grace_choices: [(u64, &'static str); 4],
 }
@@ -109,6 +117,9 @@ async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, 
         .into_iter()
         .map(|event| RefusedRow::new(event, at))
         .collect();
+    let days = usage::Days::parse(Some(CHART_DAYS)).map_err(WebError::internal)?;
+    let hours = usage::of_token(&state.db, id, days).await?;
+    let chart = UsageChart::hourly(&hours, CHART_DAYS, at);
     let access = Policy::of(&token);
     let metadata = serde_json::to_string_pretty(access.metadata()).unwrap_or_default();
     let previous_key_until = token
@@ -116,6 +127,7 @@ async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, 
         .filter(|until| token.previous_key_digest.is_some() && *until > at)
         .map(|until| (format::relative(until, at), format::exact(until)));
     Ok(TokenPage {
+        chart,
         layout: Layout::signed_in(user, "tokens"),
         description: access.description().to_owned(),
         read_only: access.read_only(),

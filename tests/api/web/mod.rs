@@ -7,6 +7,7 @@ mod policy;
 mod safety;
 mod sign_in;
 mod tokens;
+mod usage;
 
 use std::time::Duration;
 

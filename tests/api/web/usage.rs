@@ -1,0 +1,73 @@
+//! The usage chart on a token's page: server-drawn SVG whose numbers are the token's, with a
+//! text alternative.
+
+use super::*;
+use serde_json::json;
+
+on_both_backends!(the_token_page_charts_its_uses_and_refusals_with_the_numbers_in_words,);
+
+async fn the_token_page_charts_its_uses_and_refusals_with_the_numbers_in_words(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.last_used_flush = Duration::from_millis(200);
+    })
+    .await;
+    app.create_user("kim", false).await;
+    let mut browser = Browser::signed_in(&app, "kim", PASSWORD).await;
+    let created = browser
+        .post(
+            "/tokens",
+            &[
+                ("name", "gauge"),
+                ("expires", "never"),
+                ("access", "read_only"),
+            ],
+        )
+        .await;
+    created.assert_html(StatusCode::OK, "created");
+    let id = token_ids(&created.body)[0].clone();
+    let key = revealed_key(&created.body).unwrap();
+    let empty = browser.get(&format!("/tokens/{id}")).await;
+    assert!(
+        empty.body.contains(r#"data-uses="0" data-refused="0""#),
+        "no use yet: an empty chart"
+    );
+    for _ in 0..4 {
+        assert_eq!(app.me_status(&key).await, StatusCode::OK);
+    }
+    let write = app
+        .post("/api/tokens/", Some(&key), json!({"name": "x"}))
+        .await;
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    // Written in batches: wait for the counts to land.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let page = loop {
+        let page = browser.get(&format!("/tokens/{id}")).await;
+        if page.body.contains(r#"data-uses="4" data-refused="1""#)
+            || std::time::Instant::now() > deadline
+        {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    page.assert_html(StatusCode::OK, "the token's page");
+    assert!(
+        page.body.contains(r#"data-uses="4" data-refused="1""#),
+        "the chart's totals are the token's: {}",
+        page.body
+    );
+    assert!(page.body.contains("<svg") && page.body.contains(r#"role="img""#));
+    assert!(
+        page.body.contains("4 uses, 1 refused"),
+        "the totals in words, for screen readers"
+    );
+    assert_eq!(
+        page.body.matches(r#"class="bar-uses""#).count(),
+        1,
+        "one hour with activity, one bar"
+    );
+    assert!(
+        page.body
+            .contains(r#"<td data-label="Uses">4</td><td data-label="Refused">1</td>"#),
+        "the numbers as a table"
+    );
+}
