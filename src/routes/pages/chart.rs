@@ -122,6 +122,86 @@ impl UsageChart {
     }
 }
 
+/// A token's last days at a glance, for its row in a list: one bar per day.
+pub struct Sparkline {
+    pub bars: Vec<SparkBar>,
+    /// The same in words (the image's accessible name).
+    pub label: String,
+}
+
+pub struct SparkBar {
+    pub x: i64,
+    pub y: String,
+    pub height: String,
+    pub refused: bool,
+}
+
+/// Pixels per day and the sparkline's height.
+const SPARK_DAY_WIDTH: i64 = 6;
+pub const SPARK_HEIGHT: f64 = 14.0;
+
+impl Sparkline {
+    /// Daily totals of the last `days` days up to `now` (today last); refusals stacked on uses.
+    pub fn daily<'a>(
+        hours: impl IntoIterator<Item = &'a Hour>,
+        days: i64,
+        now: DateTime<Utc>,
+    ) -> Sparkline {
+        let today = now.date_naive();
+        let mut uses = vec![0i64; days as usize];
+        let mut refused = vec![0i64; days as usize];
+        for hour in hours {
+            let back = (today - hour.hour.date_naive()).num_days();
+            if (0..days).contains(&back) {
+                let day = (days - 1 - back) as usize;
+                uses[day] += hour.uses;
+                refused[day] += hour.refused;
+            }
+        }
+        let max = uses
+            .iter()
+            .zip(&refused)
+            .map(|(u, r)| u + r)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let scale = |count: i64| count as f64 * SPARK_HEIGHT / max as f64;
+        let mut bars = Vec::new();
+        for day in 0..days as usize {
+            let x = day as i64 * SPARK_DAY_WIDTH;
+            let used = scale(uses[day]);
+            let refusals = scale(refused[day]);
+            if uses[day] > 0 {
+                bars.push(SparkBar {
+                    x,
+                    y: format!("{:.1}", SPARK_HEIGHT - used),
+                    height: format!("{used:.1}"),
+                    refused: false,
+                });
+            }
+            if refused[day] > 0 {
+                bars.push(SparkBar {
+                    x,
+                    y: format!("{:.1}", SPARK_HEIGHT - used - refusals),
+                    height: format!("{refusals:.1}"),
+                    refused: true,
+                });
+            }
+        }
+        let (total_uses, total_refused): (i64, i64) = (uses.iter().sum(), refused.iter().sum());
+        Sparkline {
+            bars,
+            label: format!(
+                "last {days} days: {total_uses} uses, {total_refused} refused; daily uses {}",
+                uses.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +247,30 @@ mod tests {
         assert_eq!(chart.rows[0].hour, "2026-12-07 10:00", "newest first");
         assert_eq!(chart.ticks.len(), 7);
         assert_eq!(chart.ticks[0].label, "Dec 1");
+    }
+
+    #[test]
+    fn a_sparkline_has_a_bar_per_active_day_today_last() {
+        let now = DateTime::parse_from_rfc3339("2026-12-07T10:30:00Z")
+            .unwrap()
+            .to_utc();
+        let hours = [
+            hour("2026-11-30T10:00:00Z", 5, 0),
+            hour("2026-12-01T08:00:00Z", 3, 0),
+            hour("2026-12-07T08:00:00Z", 4, 2),
+            hour("2026-12-07T09:00:00Z", 2, 0),
+        ];
+        let spark = Sparkline::daily(&hours, 7, now);
+        assert_eq!(
+            spark.label, "last 7 days: 9 uses, 2 refused; daily uses 3, 0, 0, 0, 0, 0, 6",
+            "Nov 30 is more than 7 days back"
+        );
+        let xs: Vec<(i64, bool)> = spark.bars.iter().map(|b| (b.x, b.refused)).collect();
+        assert_eq!(
+            xs,
+            [(0, false), (36, false), (36, true)],
+            "Dec 1 first, today last with its refusals on top"
+        );
+        assert_eq!(spark.bars[1].height, "10.5", "6 of the busiest day's 8");
     }
 }

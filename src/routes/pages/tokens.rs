@@ -1,6 +1,8 @@
 //! `/tokens`: the signed-in user's own tokens — list, create a named device token with its access
 //! (its key shown once), delete with a confirmation step. One token's own page is `token.rs`.
 
+use std::collections::HashMap;
+
 use actix_web::{HttpResponse, get, post, web};
 use askama::Template;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -11,7 +13,9 @@ use super::session::FlashLevel;
 use super::{
     Layout, RevealedKey,
     access::{AccessForm, Mark, marks},
-    back_with, done,
+    back_with,
+    chart::Sparkline,
+    done,
     extract::{CsrfForm, SignedIn},
     format, render, see_other,
 };
@@ -20,7 +24,7 @@ use crate::{
     routes::pages::error::WebError,
     services::{
         Invalid, now,
-        tokens::{self, Lifetime, NewToken, Removal, TokenName, policy::Policy},
+        tokens::{self, Lifetime, NewToken, Removal, TokenName, policy::Policy, usage},
     },
     state::AppState,
     verify::checks,
@@ -45,6 +49,8 @@ pub struct TokenRow {
     pub owner: String,
     /// Read-only, network-bound, limited, expiring soon.
     pub marks: Vec<Mark>,
+    /// Its last week at a glance (the owner's list only).
+    pub spark: Option<Sparkline>,
 }
 
 impl TokenRow {
@@ -52,6 +58,7 @@ impl TokenRow {
         let marks = marks(&token, &Policy::of(&token), at);
         TokenRow {
             marks,
+            spark: None,
             id: token.id,
             kind: token.kind.as_str(),
             prefix: token.key_prefix.clone(),
@@ -68,6 +75,9 @@ impl TokenRow {
         }
     }
 }
+
+/// The days a row's sparkline covers.
+const SPARK_DAYS: i64 = 7;
 
 /// The expiry choices offered when creating a token, in days.
 pub const EXPIRY_CHOICES: [u32; 4] = [7, 30, 90, 365];
@@ -99,9 +109,22 @@ async fn show_tokens(
     let at = now();
     let current = Some(user.auth.token.id);
     let tokens = tokens::list_for(&state.db, state.verifier.last_used(), user.auth.user.id).await?;
+    let ids: Vec<Uuid> = tokens.iter().map(|token| token.id).collect();
+    let days = usage::Days::parse(Some(SPARK_DAYS)).map_err(WebError::internal)?;
+    let mut hours: HashMap<Uuid, Vec<usage::Hour>> = HashMap::new();
+    for (id, hour) in usage::of_tokens(&state.db, &ids, days).await? {
+        hours.entry(id).or_default().push(hour);
+    }
     let tokens = tokens
         .into_iter()
-        .map(|token| TokenRow::new(token, at, current))
+        .map(|token| {
+            let spark =
+                Sparkline::daily(hours.get(&token.id).into_iter().flatten(), SPARK_DAYS, at);
+            TokenRow {
+                spark: Some(spark),
+                ..TokenRow::new(token, at, current)
+            }
+        })
         .collect();
     render(&TokensPage {
         revealed,

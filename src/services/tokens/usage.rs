@@ -81,6 +81,37 @@ pub async fn of_token(db: &impl ConnectionTrait, id: Uuid, days: Days) -> Result
         .collect())
 }
 
+/// The hours of `days` of each of `ids` (one query for a whole list), oldest first.
+pub async fn of_tokens(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+    days: Days,
+) -> Result<Vec<(Uuid, Hour)>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = token_usage::Entity::find()
+        .filter(token_usage::Column::TokenId.is_in(ids.iter().copied()))
+        .filter(token_usage::Column::Hour.gte(days.since(now())))
+        .order_by_asc(token_usage::Column::Hour)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.token_id,
+                Hour {
+                    hour: row.hour,
+                    uses: row.uses,
+                    refused: row.refused,
+                    tokens: 1,
+                },
+            )
+        })
+        .collect())
+}
+
 /// Every token's hours of `days`, summed per hour, oldest first (the admins' overview).
 pub async fn of_all_tokens(db: &impl ConnectionTrait, days: Days) -> Result<Vec<Hour>, DbErr> {
     // SUM of a BIGINT is NUMERIC on PostgreSQL: cast back, so both backends answer integers.

@@ -1,5 +1,5 @@
-//! The usage chart on a token's page: server-drawn SVG whose numbers are the token's, with a
-//! text alternative.
+//! The usage chart on a token's page and the sparkline in its row: server-drawn SVG whose numbers
+//! are the token's, with a text alternative.
 
 use super::*;
 use serde_json::json;
@@ -69,5 +69,14 @@ async fn the_token_page_charts_its_uses_and_refusals_with_the_numbers_in_words(b
         page.body
             .contains(r#"<td data-label="Uses">4</td><td data-label="Refused">1</td>"#),
         "the numbers as a table"
+    );
+
+    let list = browser.get("/tokens").await;
+    let row = &list.body[list.body.find(&format!("data-token-id=\"{id}\"")).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains(r#"class="spark""#)
+            && row.contains("last 7 days: 4 uses, 1 refused; daily uses 0, 0, 0, 0, 0, 0, 4"),
+        "the row's sparkline, in words too: {row}"
     );
 }
