@@ -144,7 +144,9 @@ function tokenRow(page, table, name) {
 }
 
 async function cell(row, label) {
-  return (await row.locator(`td[data-label="${label}"]`).textContent()).trim();
+  // The text people read: a sparkline's words (its SVG title) are its own, not the cell's.
+  return row.locator(`td[data-label="${label}"]`).evaluate((td) =>
+    [...td.childNodes].filter((n) => n.nodeName.toLowerCase() !== 'svg').map((n) => n.textContent).join('').trim());
 }
 
 /** Creates a device token through the form on /tokens and returns the key the page reveals. */
