@@ -3,6 +3,7 @@ pub mod audit;
 pub mod login;
 pub mod name_skeletons;
 pub mod names;
+pub mod overview;
 pub mod pairing;
 pub mod throttle;
 pub mod tokens;

@@ -500,26 +500,52 @@ async function run() {
     const login = await apiLogin(userName, newPassword);
     assert.equal(login.status, 200);
     const apiKey = login.body.id_token;
-    // Counts are written in batches: wait until the API has them, then the page must agree.
+    // Counts are written in batches: read the API and the page until both have settled on the
+    // same numbers (a batch landing between the two reads makes them differ for a moment).
     const deadline = Date.now() + 30_000;
     let totals = { uses: 0, refused: 0 };
+    let shown = {};
+    const chart = user.page.locator('#usage-chart');
     while (Date.now() < deadline) {
       const answer = await fetch(`${base}/api/tokens/${stationId}/usage/?days=7`, { headers: { Authorization: `Token ${apiKey}` } });
       assert.equal(answer.status, 200);
       const hours = await answer.json();
       totals = hours.reduce((sum, h) => ({ uses: sum.uses + h.uses, refused: sum.refused + h.refused }), { uses: 0, refused: 0 });
-      if (totals.uses > 0 && totals.refused > 0) break;
+      await user.page.goto(`${base}/tokens/${stationId}`);
+      shown = { uses: Number(await chart.getAttribute('data-uses')), refused: Number(await chart.getAttribute('data-refused')) };
+      if (totals.uses > 0 && totals.refused > 0 && shown.uses === totals.uses && shown.refused === totals.refused) break;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     assert.ok(totals.uses > 0 && totals.refused > 0, `the station was used and refused: ${JSON.stringify(totals)}`);
-    await user.page.goto(`${base}/tokens/${stationId}`);
-    const chart = user.page.locator('#usage-chart');
-    assert.equal(await chart.getAttribute('data-uses'), String(totals.uses), 'the chart shows the API\'s uses');
-    assert.equal(await chart.getAttribute('data-refused'), String(totals.refused), 'and its refusals');
+    assert.deepEqual(shown, totals, "the chart's numbers are the API's");
     assert.ok(await chart.locator('svg[role="img"] rect.bar-uses').count() >= 1, 'drawn as bars');
     assert.match(await chart.locator('figcaption').textContent(), new RegExp(`${totals.uses}\\s+uses, ${totals.refused}\\s+refused`));
     await chart.scrollIntoViewIfNeeded();
     await screenshot(user.page, '06c-token-usage');
+    noProblems();
+  });
+
+  await check("the admin overview charts every token's use and the logins, and its numbers are the API's", async () => {
+    const login = await apiLogin(adminName, adminPassword);
+    assert.equal(login.status, 200);
+    const adminKey = login.body.id_token;
+    const answer = await fetch(`${base}/api/admin/usage/?days=7`, { headers: { Authorization: `Token ${adminKey}` } });
+    assert.equal(answer.status, 200);
+    const hours = await answer.json();
+    const uses = hours.reduce((sum, h) => sum + h.uses, 0);
+    const refused = hours.reduce((sum, h) => sum + h.refused, 0);
+    await admin.page.goto(`${base}/admin`);
+    assert.equal(await navLink(admin.page, 'Overview').getAttribute('aria-current'), 'page');
+    const chart = admin.page.locator('#usage-chart');
+    // Counts still being written may only grow the page's numbers past the API's of a moment ago.
+    assert.ok(Number(await chart.getAttribute('data-uses')) >= uses, 'the chart has the API\'s uses');
+    assert.ok(Number(await chart.getAttribute('data-refused')) >= refused, 'and its refusals');
+    assert.ok(uses > 0, 'tokens were used in this run');
+    const logins = admin.page.locator('#logins-chart');
+    assert.ok(Number(await logins.getAttribute('data-uses')) >= 2, 'the logins of this run');
+    assert.ok(Number(await logins.getAttribute('data-refused')) >= 1, 'and the wrong password of check 6');
+    assert.ok(await admin.page.locator('#busiest tbody tr').count() >= 1, 'the busiest tokens');
+    await screenshot(admin.page, '11b-admin-overview');
     noProblems();
   });
 

@@ -35,6 +35,10 @@ pub struct ChartRow {
 }
 
 pub struct UsageChart {
+    /// The figure's id (unique on its page), and what its two series count.
+    pub id: &'static str,
+    pub uses_label: &'static str,
+    pub refused_label: &'static str,
     pub width: i64,
     pub height: i64,
     pub plot_height: i64,
@@ -50,6 +54,21 @@ pub struct UsageChart {
 }
 
 impl UsageChart {
+    /// The same chart under another id, its series named otherwise (logins and failed logins).
+    pub fn named(
+        self,
+        id: &'static str,
+        uses_label: &'static str,
+        refused_label: &'static str,
+    ) -> UsageChart {
+        UsageChart {
+            id,
+            uses_label,
+            refused_label,
+            ..self
+        }
+    }
+
     /// The last `days` days up to `now`, hour by hour.
     pub fn hourly(hours: &[Hour], days: i64, now: DateTime<Utc>) -> UsageChart {
         let this_hour = now
@@ -108,6 +127,9 @@ impl UsageChart {
             })
             .collect();
         UsageChart {
+            id: "usage-chart",
+            uses_label: "uses",
+            refused_label: "refused",
             width: slots * HOUR_WIDTH,
             height: PLOT_HEIGHT as i64 + 16,
             plot_height: PLOT_HEIGHT as i64,

@@ -217,6 +217,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .service(pair::decide)
                 .service(account::password_page)
                 .service(account::change_password)
+                .service(admin::overview_page)
                 .service(admin::users_page)
                 .service(admin::create_user)
                 .service(admin::deactivate_user)

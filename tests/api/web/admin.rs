@@ -41,6 +41,7 @@ async fn admin_pages_refuse_non_admins(backend: Backend) {
         rest[..36].to_owned()
     };
     for path in [
+        "/admin".to_owned(),
         "/admin/users".to_owned(),
         "/admin/tokens".to_owned(),
         "/admin/audit".to_owned(),

@@ -2,10 +2,12 @@
 //! revoke), and the audit log. Every handler takes `SignedInAdmin`: others get a 403 page.
 
 mod audit;
+mod overview;
 mod tokens;
 mod users;
 
 pub use audit::audit_page;
+pub use overview::overview_page;
 pub use tokens::{revoke_token, revoke_token_page, tokens_page};
 pub use users::{
     activate_user, create_user, deactivate_user, revoke_all, revoke_all_page, users_page,
