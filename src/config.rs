@@ -144,6 +144,9 @@ pub struct Settings {
     /// link shown on devices; unset: taken from each request's Host.
     #[arg(long, env = "MULTITOKEN_PUBLIC_URL", value_parser = parse_public_url, global = true)]
     pub public_url: Option<String>,
+    /// How long audit events are kept (365d); older ones are deleted by the periodic sweep.
+    #[arg(long, env = "MULTITOKEN_AUDIT_RETENTION", default_value = "365d", value_parser = parse_duration, global = true)]
+    pub audit_retention: Duration,
     /// How long each token's hourly usage history is kept (90d).
     #[arg(long, env = "MULTITOKEN_USAGE_RETENTION", default_value = "90d", value_parser = parse_duration, global = true)]
     pub usage_retention: Duration,

@@ -15,6 +15,7 @@ use crate::{
     metrics::Metrics,
     routes,
     services::{
+        audit,
         throttle::{self, LoginThrottle, ThrottleError},
         tokens,
         users::{self, Bootstrap},
@@ -67,6 +68,11 @@ impl Background {
                 settings.expiry_sweep_interval,
                 db.clone(),
                 revocations.clone(),
+            )),
+            tokio::spawn(audit::prune_every(
+                settings.expiry_sweep_interval,
+                db.clone(),
+                settings.audit_retention,
             )),
             tokio::spawn(tokens::usage::prune_every(
                 settings.expiry_sweep_interval,

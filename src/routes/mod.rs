@@ -74,6 +74,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(api::admin::list_users)
         .service(api::admin::create_user)
         .service(api::admin::delete_user)
+        .service(api::admin::export_audit_events)
         .service(api::admin::list_audit_events)
         .service(api::pairing::start_pairing)
         .service(api::pairing::collect_token)

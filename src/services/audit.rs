@@ -230,21 +230,154 @@ pub async fn record_all(
 }
 
 /// How many events the log holds.
-pub async fn count(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
-    audit_events::Entity::find().count(db).await
+/// Which events to read: by or about one user, of one action, within a time range. The default
+/// is every event.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// A username: the events it made, and those about it or its tokens.
+    pub user: Option<String>,
+    pub action: Option<Action>,
+    /// From this time on, inclusive.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Before this time.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Filter {
+    /// A filter as typed (a query string or a form): empty fields filter nothing. Times are RFC
+    /// 3339, or a date (`2026-12-03`): `since` from its start, `until` to its end (UTC).
+    pub fn parse(
+        user: Option<&str>,
+        action: Option<&str>,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Filter, crate::services::Invalid> {
+        use crate::services::Invalid;
+        fn given(text: Option<&str>) -> Option<&str> {
+            text.map(str::trim).filter(|text| !text.is_empty())
+        }
+        let time = |text: &str, field: &'static str, end_of_day: bool| {
+            if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+                return Ok(at.to_utc());
+            }
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|date| {
+                    let date = if end_of_day { date.succ_opt()? } else { date };
+                    Some(date.and_hms_opt(0, 0, 0)?.and_utc())
+                })
+                .ok_or_else(|| {
+                    Invalid::new(field, "must be a date (2026-12-03) or an RFC 3339 time")
+                })
+        };
+        Ok(Filter {
+            user: given(user).map(str::to_owned),
+            action: given(action)
+                .map(|code| {
+                    Action::from_code(code)
+                        .ok_or_else(|| Invalid::new("action", "is not an audit action"))
+                })
+                .transpose()?,
+            since: given(since)
+                .map(|text| time(text, "since", false))
+                .transpose()?,
+            until: given(until)
+                .map(|text| time(text, "until", true))
+                .transpose()?,
+        })
+    }
+
+    fn query(&self) -> sea_orm::Select<audit_events::Entity> {
+        let mut query = audit_events::Entity::find();
+        if let Some(user) = &self.user {
+            query = query.filter(
+                sea_orm::Condition::any()
+                    .add(audit_events::Column::ActorName.eq(user.as_str()))
+                    .add(audit_events::Column::TargetOwner.eq(user.as_str()))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(audit_events::Column::TargetType.eq("user"))
+                            .add(audit_events::Column::TargetName.eq(user.as_str())),
+                    ),
+            );
+        }
+        if let Some(action) = self.action {
+            query = query.filter(audit_events::Column::Action.eq(action.code()));
+        }
+        if let Some(since) = self.since {
+            query = query.filter(audit_events::Column::OccurredAt.gte(since));
+        }
+        if let Some(until) = self.until {
+            query = query.filter(audit_events::Column::OccurredAt.lt(until));
+        }
+        query
+    }
+}
+
+pub async fn count(db: &impl ConnectionTrait, filter: &Filter) -> Result<u64, DbErr> {
+    filter.query().count(db).await
 }
 
 /// One page of the log, newest first.
 pub async fn page(
     db: &impl ConnectionTrait,
+    filter: &Filter,
     limit: u64,
     offset: u64,
 ) -> Result<Vec<audit_events::Model>, DbErr> {
-    audit_events::Entity::find()
+    filter
+        .query()
         .order_by_desc(audit_events::Column::OccurredAt)
         .order_by_desc(audit_events::Column::Id)
         .limit(limit)
         .offset(offset)
+        .all(db)
+        .await
+}
+
+/// Deletes events older than `retention`; returns how many.
+pub async fn prune(
+    db: &impl ConnectionTrait,
+    retention: std::time::Duration,
+) -> Result<u64, DbErr> {
+    let cutoff = now() - chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+    let done = audit_events::Entity::delete_many()
+        .filter(audit_events::Column::OccurredAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
+}
+
+/// Prunes now, then every `interval`, until aborted.
+pub async fn prune_every(
+    interval: std::time::Duration,
+    db: sea_orm::DatabaseConnection,
+    retention: std::time::Duration,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match prune(&db, retention).await {
+            Ok(0) => {}
+            Ok(pruned) => log::info!("audit log: {pruned} events past retention deleted"),
+            Err(e) => log::warn!("audit log prune failed: {e}"),
+        }
+    }
+}
+
+/// The newest `limit` events about one token, of one kind or of any, newest first.
+pub async fn history_of_token(
+    db: &impl ConnectionTrait,
+    token: Uuid,
+    limit: u64,
+) -> Result<Vec<audit_events::Model>, DbErr> {
+    audit_events::Entity::find()
+        .filter(audit_events::Column::TargetType.eq("token"))
+        .filter(audit_events::Column::TargetId.eq(token))
+        .order_by_desc(audit_events::Column::OccurredAt)
+        .order_by_desc(audit_events::Column::Id)
+        .limit(limit)
         .all(db)
         .await
 }

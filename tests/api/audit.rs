@@ -41,6 +41,8 @@ on_both_backends!(
     the_audit_log_is_for_admins_only,
     logout_everywhere_and_failed_device_token_logins_are_recorded,
     long_expired_tokens_are_swept_and_recorded_as_expired,
+    the_log_filters_by_user_action_and_time_and_exports_json_lines,
+    events_past_the_retention_are_pruned,
 );
 
 async fn api_token_actions_are_recorded_with_actor_target_and_address(backend: Backend) {
@@ -226,4 +228,128 @@ async fn logout_everywhere_and_failed_device_token_logins_are_recorded(backend: 
         expect(&log, "login.failed", "uma")["detail"],
         "wrong password"
     );
+}
+
+async fn filtered(app: &TestApp, query: &str) -> (StatusCode, Value) {
+    status_and_json(
+        app.get(&format!("/api/admin/audit/?{query}"), Some(&app.admin_key))
+            .await,
+    )
+    .await
+}
+
+async fn the_log_filters_by_user_action_and_time_and_exports_json_lines(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = app.create_user("alice", false).await;
+    app.create_user("bob", false).await;
+    let device = app.create_token(&alice, "thermostat").await;
+    assert!(app.try_login("bob", "wrong password").await.is_err());
+    let revoked = app
+        .delete(
+            &format!("/api/admin/tokens/{}/", device.id),
+            Some(&app.admin_key),
+        )
+        .await;
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+
+    let (status, events) = filtered(&app, "user=alice").await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let events = events.as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "token.revoked" && e["actor"] == "admin"),
+        "an admin's action about alice's token is hers to see: {events:?}"
+    );
+    for event in events {
+        assert!(
+            event["actor"] == "alice"
+                || event["target_owner"] == "alice"
+                || (event["target_type"] == "user" && event["target_name"] == "alice"),
+            "only events by or about alice: {event}"
+        );
+    }
+    let (_, failed) = filtered(&app, "action=login.failed").await;
+    let failed = failed.as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["target_name"], "bob");
+    let (_, both) = filtered(&app, "action=login.failed&user=alice").await;
+    assert_eq!(both.as_array().unwrap().len(), 0, "filters combine");
+    let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(1)).date_naive();
+    let yesterday = (chrono::Utc::now() - chrono::TimeDelta::days(1)).date_naive();
+    let (_, future) = filtered(&app, &format!("since={tomorrow}")).await;
+    assert_eq!(
+        future.as_array().unwrap().len(),
+        0,
+        "nothing from tomorrow on"
+    );
+    let (_, past) = filtered(&app, &format!("until={yesterday}")).await;
+    assert_eq!(
+        past.as_array().unwrap().len(),
+        0,
+        "nothing up to yesterday's end"
+    );
+    let (_, today) = filtered(&app, &format!("since={yesterday}&until={tomorrow}")).await;
+    assert!(
+        !today.as_array().unwrap().is_empty(),
+        "everything is from today"
+    );
+    for bad in [
+        "action=token.exploded",
+        "since=yesterday",
+        "until=2026-13-01",
+    ] {
+        let (status, body) = filtered(&app, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+
+    let export = app
+        .get("/api/admin/audit/export?user=alice", Some(&app.admin_key))
+        .await;
+    assert_eq!(export.status(), StatusCode::OK);
+    assert_eq!(
+        export.headers()["content-type"].to_str().unwrap(),
+        "application/x-ndjson"
+    );
+    let text = export.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        events.len(),
+        "the export holds what the list shows"
+    );
+    assert_eq!(lines[0]["id"], events[0]["id"], "in the same order");
+    let (status, _) = status_and_json(app.get("/api/admin/audit/export", Some(&alice)).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
+}
+
+async fn events_past_the_retention_are_pruned(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("alice", false).await;
+    assert!(!audit_log(&app).await.is_empty());
+    let database = app.stop().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut settings = crate::helpers::test_settings(&database.url);
+    settings.audit_retention = Duration::from_secs(1);
+    let app = crate::helpers::start(database, &settings).await;
+    // The sweep runs at start-up, then every interval.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = audit_log(&app).await;
+        let old = log
+            .iter()
+            .filter(|e| e["action"] == "user.created" && e["target_name"] == "alice")
+            .count();
+        if old == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice's creation, older than the 1 s retention, is pruned: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

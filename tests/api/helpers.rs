@@ -70,6 +70,7 @@ pub fn test_settings(database_url: &str) -> Settings {
         public_url: None,
         log_format: multitoken::config::LogFormat::Text,
         usage_retention: Duration::from_secs(90 * 86_400),
+        audit_retention: Duration::from_secs(365 * 86_400),
     }
 }
 

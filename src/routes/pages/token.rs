@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{
     Layout, RevealedKey,
     access::{AccessForm, networks},
+    admin::AuditRow,
     back_with,
     chart::UsageChart,
     done,
@@ -31,6 +32,8 @@ use crate::{
 
 /// Refused attempts shown on the page, newest first.
 const REFUSALS_SHOWN: u64 = 20;
+/// Audit events about the token shown on its page, newest first.
+const HISTORY_SHOWN: u64 = 20;
 /// The days the usage chart covers.
 const CHART_DAYS: i64 = 7;
 
@@ -88,6 +91,8 @@ struct TokenPage {
     revealed: Option<RevealedKey>,
     /// Uses and refusals per hour over the last week.
     chart: UsageChart,
+    /// What was done to it (created, changed, rotated, refused…), newest first.
+    history: Vec<AuditRow>,
     /// The grace choices of the Rotate form, in seconds, with their labels.
     grace_choices: [(u64, &'static str); 4],
 }
@@ -111,6 +116,12 @@ async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, 
         .last_used()
         .overlay(std::iter::once(&mut token));
     let at = now();
+    let history = audit::history_of_token(&state.db, id, HISTORY_SHOWN)
+        .await
+        .map_err(WebError::internal)?
+        .into_iter()
+        .map(|event| AuditRow::new(event, at))
+        .collect();
     let refused = audit::about_token(&state.db, id, Action::TokenRefused, REFUSALS_SHOWN)
         .await
         .map_err(WebError::internal)?
@@ -128,6 +139,7 @@ async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, 
         .map(|until| (format::relative(until, at), format::exact(until)));
     Ok(TokenPage {
         chart,
+        history,
         layout: Layout::signed_in(user, "tokens"),
         description: access.description().to_owned(),
         read_only: access.read_only(),

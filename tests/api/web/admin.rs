@@ -368,3 +368,43 @@ async fn audit_pages_past_the_end_or_absurdly_far_answer_the_last_page(backend: 
         .await
         .assert_html(StatusCode::BAD_REQUEST, "a number too large for any page");
 }
+
+on_both_backends!(the_audit_page_filters_and_says_when_a_filter_is_wrong,);
+
+async fn the_audit_page_filters_and_says_when_a_filter_is_wrong(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("pat", false).await;
+    assert!(app.try_login("pat", "wrong password").await.is_err());
+    let mut admin = Browser::signed_in(&app, "admin", ADMIN_PASSWORD).await;
+    let page = admin.get("/admin/audit?action=login.failed&user=pat").await;
+    page.assert_html(StatusCode::OK, "the filtered log");
+    let actions: Vec<&str> = page
+        .body
+        .split("<tr data-action=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(actions, ["login.failed"], "only pat's failed login");
+    assert!(
+        page.body
+            .contains(r#"<option value="login.failed" selected>"#),
+        "the filter is shown as chosen"
+    );
+    assert!(
+        page.body
+            .contains("/api/admin/audit/export?user=pat&#38;action=login.failed")
+            || page
+                .body
+                .contains("/api/admin/audit/export?user=pat&amp;action=login.failed"),
+        "the export link carries the filter"
+    );
+    let wrong = admin.get("/admin/audit?since=someday").await;
+    wrong.assert_html(StatusCode::OK, "a wrong filter still shows the log");
+    assert!(
+        wrong
+            .body
+            .contains("The filter was not used: since: must be a date"),
+        "{}",
+        wrong.body
+    );
+}

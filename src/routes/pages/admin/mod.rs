@@ -6,7 +6,7 @@ mod overview;
 mod tokens;
 mod users;
 
-pub use audit::audit_page;
+pub use audit::{AuditRow, audit_page};
 pub use overview::overview_page;
 pub use tokens::{revoke_token, revoke_token_page, tokens_page};
 pub use users::{
