@@ -12,6 +12,7 @@ mod m20261203_000008_add_previous_key;
 mod m20261203_000009_create_pairings;
 mod m20261203_000010_add_rate_limit;
 mod m20261203_000011_create_token_usage;
+mod m20261203_000012_add_audit_repeats;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_create_pairings::Migration),
             Box::new(m20261203_000010_add_rate_limit::Migration),
             Box::new(m20261203_000011_create_token_usage::Migration),
+            Box::new(m20261203_000012_add_audit_repeats::Migration),
         ]
     }
 }

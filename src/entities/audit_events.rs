@@ -21,6 +21,9 @@ pub struct Model {
     /// For tokens: the owner's username.
     pub target_owner: Option<String>,
     pub detail: Option<String>,
+    /// How many attempts the event stands for: more than 1 only for failed logins from one
+    /// address collapsed into one event a minute.
+    pub repeats: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use chrono::Timelike;
+
 use super::{names::escape_invisible, now};
 use crate::entities::{audit_events, tokens, users};
 
@@ -209,11 +211,57 @@ fn row(actor: &Actor, event: Event) -> audit_events::ActiveModel {
             .as_deref()
             .map(|o| fit(o, NAME_MAX_CHARS))),
         detail: Set(event.detail.as_deref().map(|d| fit(d, DETAIL_MAX_CHARS))),
+        repeats: Set(1),
     }
 }
 
 pub async fn record(db: &impl ConnectionTrait, actor: &Actor, event: Event) -> Result<(), DbErr> {
     record_all(db, actor, vec![event]).await
+}
+
+/// Failed logins recorded one by one per address and minute; past that, the newest is counted up.
+pub const FAILED_LOGINS_KEPT_PER_MINUTE: u64 = 5;
+
+/// A failed login: recorded as its own event, unless its address has already failed
+/// `FAILED_LOGINS_KEPT_PER_MINUTE` times this minute; then the newest of those stands for it too
+/// (its `repeats` grows). A flood from one address writes at most that many rows a minute.
+pub async fn record_failed_login(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    event: Event,
+) -> Result<(), DbErr> {
+    let Some(address) = actor.address.as_deref().map(|a| fit(a, ADDRESS_MAX_CHARS)) else {
+        return record(db, actor, event).await;
+    };
+    let at = now();
+    let minute = at - chrono::TimeDelta::seconds(i64::from(at.second()));
+    let minute = minute.with_nanosecond(0).unwrap_or(minute);
+    let recent = audit_events::Entity::find()
+        .filter(audit_events::Column::Action.eq(Action::LoginFailed.code()))
+        .filter(audit_events::Column::ClientAddress.eq(address.as_str()))
+        .filter(audit_events::Column::OccurredAt.gte(minute))
+        .order_by_desc(audit_events::Column::OccurredAt)
+        .order_by_desc(audit_events::Column::Id)
+        .limit(FAILED_LOGINS_KEPT_PER_MINUTE)
+        .all(db)
+        .await?;
+    match recent.first() {
+        Some(newest) if recent.len() as u64 >= FAILED_LOGINS_KEPT_PER_MINUTE => {
+            audit_events::Entity::update_many()
+                .col_expr(
+                    audit_events::Column::Repeats,
+                    sea_orm::sea_query::ExprTrait::add(
+                        sea_orm::sea_query::Expr::col(audit_events::Column::Repeats),
+                        1,
+                    ),
+                )
+                .filter(audit_events::Column::Id.eq(newest.id))
+                .exec(db)
+                .await?;
+            Ok(())
+        }
+        _ => record(db, actor, event).await,
+    }
 }
 
 pub async fn record_all(
@@ -229,7 +277,6 @@ pub async fn record_all(
     Ok(())
 }
 
-/// How many events the log holds.
 /// Which events to read: by or about one user, of one action, within a time range. The default
 /// is every event.
 #[derive(Debug, Clone, Default)]
@@ -314,6 +361,7 @@ impl Filter {
     }
 }
 
+/// How many events match `filter`.
 pub async fn count(db: &impl ConnectionTrait, filter: &Filter) -> Result<u64, DbErr> {
     filter.query().count(db).await
 }

@@ -232,7 +232,7 @@ pub async fn authenticate(
         Some(user) => Target::user(user),
         None => Target::attempted_username(username.trim(), None),
     };
-    audit::record(
+    audit::record_failed_login(
         db,
         caller,
         Event::new(Action::LoginFailed, target).with_detail(refusal),

@@ -43,6 +43,7 @@ on_both_backends!(
     long_expired_tokens_are_swept_and_recorded_as_expired,
     the_log_filters_by_user_action_and_time_and_exports_json_lines,
     events_past_the_retention_are_pruned,
+    a_flood_of_failed_logins_from_one_address_is_collapsed_a_minute_at_a_time,
 );
 
 async fn api_token_actions_are_recorded_with_actor_target_and_address(backend: Backend) {
@@ -352,4 +353,37 @@ async fn events_past_the_retention_are_pruned(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn a_flood_of_failed_logins_from_one_address_is_collapsed_a_minute_at_a_time(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.create_user("quinn", false).await;
+    // Collapsing is per clock minute: start early in one, so the flood below shares it.
+    let second = chrono::Timelike::second(&chrono::Utc::now());
+    if second > 40 {
+        tokio::time::sleep(Duration::from_secs(u64::from(61 - second))).await;
+    }
+    for n in 0..12 {
+        let name = if n % 2 == 0 { "quinn" } else { "nobody" };
+        assert!(app.try_login(name, "guess").await.is_err());
+    }
+    let (_, events) = status_and_json(
+        app.get(
+            "/api/admin/audit/?action=login.failed&limit=1000",
+            Some(&app.admin_key),
+        )
+        .await,
+    )
+    .await;
+    let events = events.as_array().unwrap();
+    assert_eq!(
+        events.len(),
+        5,
+        "the first five kept one by one, then one counted up: {events:?}"
+    );
+    let repeats: i64 = events.iter().map(|e| e["repeats"].as_i64().unwrap()).sum();
+    assert_eq!(repeats, 12, "every attempt counted: {events:?}");
+    assert_eq!(events[0]["repeats"], 8, "the newest stands for the rest");
 }

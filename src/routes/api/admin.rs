@@ -365,6 +365,9 @@ pub struct AuditEventResponse {
     /// For tokens: the owner's username.
     pub target_owner: Option<String>,
     pub detail: Option<String>,
+    /// How many attempts this event stands for (failed logins flooding from one address are
+    /// one event a minute after the first five).
+    pub repeats: i64,
 }
 
 /// The audit log, newest first.
@@ -408,6 +411,7 @@ impl From<crate::entities::audit_events::Model> for AuditEventResponse {
             target_name: event.target_name,
             target_owner: event.target_owner,
             detail: event.detail,
+            repeats: event.repeats,
         }
     }
 }

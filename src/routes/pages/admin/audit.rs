@@ -65,7 +65,10 @@ impl AuditRow {
             actor: event.actor_name,
             target,
             address: event.client_address.unwrap_or_default(),
-            detail: event.detail.unwrap_or_default(),
+            detail: match event.repeats {
+                1 => event.detail.unwrap_or_default(),
+                n => format!("{} (×{n} this minute)", event.detail.unwrap_or_default()),
+            },
         }
     }
 }
