@@ -15,7 +15,7 @@ use crate::{
     metrics::Metrics,
     routes,
     services::{
-        audit,
+        audit, repeat_every,
         throttle::{self, LoginThrottle, ThrottleError},
         tokens,
         users::{self, Bootstrap},
@@ -69,15 +69,27 @@ impl Background {
                 db.clone(),
                 revocations.clone(),
             )),
-            tokio::spawn(audit::prune_every(
+            tokio::spawn(repeat_every(
                 settings.expiry_sweep_interval,
-                db.clone(),
-                settings.audit_retention,
+                "audit events past their retention",
+                {
+                    let (db, retention) = (db.clone(), settings.audit_retention);
+                    move || {
+                        let db = db.clone();
+                        async move { audit::prune(&db, retention).await }
+                    }
+                },
             )),
-            tokio::spawn(tokens::usage::prune_every(
+            tokio::spawn(repeat_every(
                 settings.expiry_sweep_interval,
-                db.clone(),
-                settings.usage_retention,
+                "usage history past its retention",
+                {
+                    let (db, retention) = (db.clone(), settings.usage_retention);
+                    move || {
+                        let db = db.clone();
+                        async move { tokens::usage::prune(&db, retention).await }
+                    }
+                },
             )),
             tokio::spawn(throttle::prune_every(
                 settings.expiry_sweep_interval,

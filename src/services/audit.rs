@@ -396,24 +396,6 @@ pub async fn prune(
     Ok(done.rows_affected)
 }
 
-/// Prunes now, then every `interval`, until aborted.
-pub async fn prune_every(
-    interval: std::time::Duration,
-    db: sea_orm::DatabaseConnection,
-    retention: std::time::Duration,
-) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match prune(&db, retention).await {
-            Ok(0) => {}
-            Ok(pruned) => log::info!("audit log: {pruned} events past retention deleted"),
-            Err(e) => log::warn!("audit log prune failed: {e}"),
-        }
-    }
-}
-
 /// The newest `limit` events about one token, of one kind or of any, newest first.
 pub async fn history_of_token(
     db: &impl ConnectionTrait,

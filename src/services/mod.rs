@@ -49,3 +49,27 @@ fn is_unique_violation(error: &sea_orm::DbErr) -> bool {
 pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
+
+/// Runs `task` now, then every `interval`, until aborted: the periodic clean-ups (usage history
+/// and audit events past their retention). What it removed is logged at debug level, a failure
+/// as a warning; the next round tries again.
+pub async fn repeat_every<Task, Run, E>(
+    interval: std::time::Duration,
+    what: &'static str,
+    task: Task,
+) where
+    Task: Fn() -> Run,
+    Run: std::future::Future<Output = Result<u64, E>>,
+    E: std::fmt::Display,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match task().await {
+            Ok(0) => {}
+            Ok(count) => log::debug!("{what}: {count} removed"),
+            Err(e) => log::warn!("{what} failed (tried again next time): {e}"),
+        }
+    }
+}

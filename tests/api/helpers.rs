@@ -239,6 +239,29 @@ impl TestApp {
     }
 
     /// Creates a named device token through `POST /api/tokens/`.
+    /// Creates a device token with `body` (its name and policy) through the API: (id, key).
+    pub async fn create_device(&self, owner: &str, body: Value) -> (String, String) {
+        let (status, created) =
+            status_and_json(self.post("/api/tokens/", Some(owner), body).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        (
+            created["id"].as_str().unwrap().to_owned(),
+            created["id_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The owner's token `id` as `GET /api/tokens/` lists it.
+    pub async fn listed_token(&self, owner: &str, id: &str) -> Value {
+        let (status, list) = status_and_json(self.get("/api/tokens/", Some(owner)).await).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|token| token["id"] == id)
+            .unwrap_or_else(|| panic!("token {id} listed: {list}"))
+            .clone()
+    }
+
     pub async fn create_token(&self, key: &str, name: &str) -> IssuedKey {
         let response = self
             .post("/api/tokens/", Some(key), json!({ "name": name }))

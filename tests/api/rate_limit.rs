@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with, status_and_json};
+use crate::helpers::{Backend, spawn_app, spawn_app_with, status_and_json};
 use crate::instances::OtherInstance;
 use crate::on_both_backends;
 use multitoken::entities::audit_events;
@@ -17,17 +17,6 @@ on_both_backends!(
     limits_out_of_range_are_refused_and_shown_where_the_policy_is,
     each_instance_counts_on_its_own_without_redis,
 );
-
-/// Creates a device token with `body`'s policy: (id, key).
-async fn device(app: &TestApp, owner: &str, body: Value) -> (String, String) {
-    let (status, created) =
-        status_and_json(app.post("/api/tokens/", Some(owner), body).await).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    (
-        created["id"].as_str().unwrap().to_owned(),
-        created["id_token"].as_str().unwrap().to_owned(),
-    )
-}
 
 fn header(response: &reqwest::Response, name: &str) -> String {
     response
@@ -44,12 +33,12 @@ async fn a_token_over_its_limit_gets_429_with_retry_after_and_the_ratelimit_fiel
 ) {
     let app = spawn_app(backend).await;
     let owner = app.create_user("alice", false).await;
-    let (id, key) = device(
-        &app,
-        &owner,
-        json!({"name": "chatty", "rate_limit_per_minute": 3}),
-    )
-    .await;
+    let (id, key) = app
+        .create_device(
+            &owner,
+            json!({"name": "chatty", "rate_limit_per_minute": 3}),
+        )
+        .await;
     // Recording refusals is per clock minute: start early in one, so all below share it.
     let second = chrono::Timelike::second(&chrono::Utc::now());
     if second > 45 {
@@ -123,32 +112,21 @@ async fn a_token_over_its_limit_gets_429_with_retry_after_and_the_ratelimit_fiel
     );
 }
 
-async fn listed(app: &TestApp, owner: &str, id: &str) -> Value {
-    let (status, list) = status_and_json(app.get("/api/tokens/", Some(owner)).await).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|token| token["id"] == id)
-        .unwrap_or_else(|| panic!("token {id} listed: {list}"))
-        .clone()
-}
-
 async fn a_429_takes_no_use_and_patch_changes_the_limit_at_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let owner = app.create_user("alice", false).await;
-    let (id, key) = device(
-        &app,
-        &owner,
-        json!({"name": "metered", "max_uses": 5, "rate_limit_per_minute": 2}),
-    )
-    .await;
+    let (id, key) = app
+        .create_device(
+            &owner,
+            json!({"name": "metered", "max_uses": 5, "rate_limit_per_minute": 2}),
+        )
+        .await;
     assert_eq!(app.me_status(&key).await, StatusCode::OK);
     assert_eq!(app.me_status(&key).await, StatusCode::OK);
     for _ in 0..3 {
         assert_eq!(app.me_status(&key).await, StatusCode::TOO_MANY_REQUESTS);
     }
-    let token = listed(&app, &owner, &id).await;
+    let token = app.listed_token(&owner, &id).await;
     assert_eq!(
         token["remaining_uses"], 3,
         "two uses taken, none by the 429s: {token}"
@@ -217,16 +195,16 @@ async fn limits_out_of_range_are_refused_and_shown_where_the_policy_is(backend: 
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (_, key) = device(
-        &app,
-        &owner,
-        json!({"name": "sensor", "rate_limit_per_minute": 1000000}),
-    )
-    .await;
+    let (_, key) = app
+        .create_device(
+            &owner,
+            json!({"name": "sensor", "rate_limit_per_minute": 1000000}),
+        )
+        .await;
     let (status, me) = status_and_json(app.get("/api/me/", Some(&key)).await).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!(me["token"]["rate_limit_per_minute"], 1_000_000, "{me}");
-    let (_, plain) = device(&app, &owner, json!({"name": "plain"})).await;
+    let (_, plain) = app.create_device(&owner, json!({"name": "plain"})).await;
     let (_, me) = status_and_json(app.get("/api/me/", Some(&plain)).await).await;
     assert_eq!(me["token"]["rate_limit_per_minute"], Value::Null, "{me}");
 }
@@ -236,12 +214,9 @@ async fn each_instance_counts_on_its_own_without_redis(backend: Backend) {
     let a = spawn_app(backend).await;
     let b = OtherInstance::start_with(&a, |_| {}).await;
     let owner = a.create_user("alice", false).await;
-    let (_, key) = device(
-        &a,
-        &owner,
-        json!({"name": "split", "rate_limit_per_minute": 2}),
-    )
-    .await;
+    let (_, key) = a
+        .create_device(&owner, json!({"name": "split", "rate_limit_per_minute": 2}))
+        .await;
     for instance in ["a", "b"] {
         for n in 1..=2 {
             let status = if instance == "a" {
@@ -284,12 +259,12 @@ async fn two_instances_sharing_redis_count_against_one_limit() {
     })
     .await;
     let owner = a.create_user("alice", false).await;
-    let (id, key) = device(
-        &a,
-        &owner,
-        json!({"name": "shared", "rate_limit_per_minute": 4, "max_uses": 100}),
-    )
-    .await;
+    let (id, key) = a
+        .create_device(
+            &owner,
+            json!({"name": "shared", "rate_limit_per_minute": 4, "max_uses": 100}),
+        )
+        .await;
     assert_eq!(a.me_status(&key).await, StatusCode::OK);
     assert_eq!(b.me_status(&key).await, StatusCode::OK);
     assert_eq!(a.me_status(&key).await, StatusCode::OK);
@@ -307,7 +282,7 @@ async fn two_instances_sharing_redis_count_against_one_limit() {
         "60 s / 4 at most: {retry_after}"
     );
     assert_eq!(header(&over, "ratelimit-limit"), "4");
-    let token = listed(&a, &owner, &id).await;
+    let token = a.listed_token(&owner, &id).await;
     assert_eq!(
         token["remaining_uses"], 96,
         "four uses taken, none by the 429s: {token}"

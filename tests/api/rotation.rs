@@ -19,17 +19,6 @@ on_both_backends!(
     only_the_owner_or_an_admin_rotates_and_it_is_audited,
 );
 
-/// Creates a device token through the API: (id, key).
-async fn device(app: &TestApp, owner: &str, body: Value) -> (String, String) {
-    let (status, created) =
-        status_and_json(app.post("/api/tokens/", Some(owner), body).await).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    (
-        created["id"].as_str().unwrap().to_owned(),
-        created["id_token"].as_str().unwrap().to_owned(),
-    )
-}
-
 async fn rotate(app: &TestApp, caller: &str, path: &str, body: Value) -> (StatusCode, Value) {
     status_and_json(app.post(path, Some(caller), body).await).await
 }
@@ -57,12 +46,12 @@ async fn me(app: &TestApp, key: &str) -> (StatusCode, Option<String>, Option<Str
 async fn the_previous_key_works_through_its_grace_with_headers_then_stops(backend: Backend) {
     let app = spawn_app(backend).await;
     let owner = app.create_user("alice", false).await;
-    let (id, old) = device(
-        &app,
-        &owner,
-        json!({"name": "thermostat", "scopes": ["schedule"]}),
-    )
-    .await;
+    let (id, old) = app
+        .create_device(
+            &owner,
+            json!({"name": "thermostat", "scopes": ["schedule"]}),
+        )
+        .await;
     let (status, rotated) = rotate(
         &app,
         &owner,
@@ -155,7 +144,7 @@ async fn grace_zero_ends_the_previous_key_at_once_and_rotating_again_ends_the_on
 ) {
     let app = spawn_app(backend).await;
     let owner = app.create_user("alice", false).await;
-    let (id, leaked) = device(&app, &owner, json!({"name": "leaked"})).await;
+    let (id, leaked) = app.create_device(&owner, json!({"name": "leaked"})).await;
     assert_eq!(
         app.me_status(&leaked).await,
         StatusCode::OK,
@@ -205,7 +194,9 @@ async fn grace_zero_ends_the_previous_key_at_once_and_rotating_again_ends_the_on
 async fn a_grace_never_outlives_the_token_and_bad_graces_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let owner = app.create_user("alice", false).await;
-    let (id, _) = device(&app, &owner, json!({"name": "short", "expires_in_days": 1})).await;
+    let (id, _) = app
+        .create_device(&owner, json!({"name": "short", "expires_in_days": 1}))
+        .await;
     let path = format!("/api/tokens/{id}/rotate/");
     let (status, rotated) = rotate(&app, &owner, &path, json!({"grace_seconds": 604800})).await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
@@ -237,9 +228,10 @@ async fn only_the_owner_or_an_admin_rotates_and_it_is_audited(backend: Backend) 
     let app = spawn_app(backend).await;
     let alice = app.create_user("alice", false).await;
     let mallory = app.create_user("mallory", false).await;
-    let (id, key) = device(&app, &alice, json!({"name": "door"})).await;
-    let (reader_id, reader) =
-        device(&app, &alice, json!({"name": "reader", "read_only": true})).await;
+    let (id, key) = app.create_device(&alice, json!({"name": "door"})).await;
+    let (reader_id, reader) = app
+        .create_device(&alice, json!({"name": "reader", "read_only": true}))
+        .await;
     let path = format!("/api/tokens/{id}/rotate/");
     let (status, body) = rotate(&app, &mallory, &path, json!({})).await;
     assert_eq!(
@@ -322,7 +314,9 @@ mod self_rotation {
     ) {
         let app = spawn_app(backend).await;
         let owner = app.create_user("alice", false).await;
-        let (id, old) = device(&app, &owner, json!({"name": "sensor", "read_only": true})).await;
+        let (id, old) = app
+            .create_device(&owner, json!({"name": "sensor", "read_only": true}))
+            .await;
         let (status, rotated) = rotate(
             &app,
             &old,

@@ -22,16 +22,6 @@ async fn app_flushing_often(backend: Backend) -> TestApp {
     .await
 }
 
-async fn device(app: &TestApp, owner: &str, body: Value) -> (String, String) {
-    let (status, created) =
-        status_and_json(app.post("/api/tokens/", Some(owner), body).await).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    (
-        created["id"].as_str().unwrap().to_owned(),
-        created["id_token"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// `(uses, refused)` summed over the hours answered, once they reach `expected` (the counts
 /// are written in batches), with the hours themselves.
 async fn usage_reaching(
@@ -62,12 +52,12 @@ async fn usage_reaching(
 async fn uses_and_refusals_are_counted_exactly_in_their_hour_after_the_flush(backend: Backend) {
     let app = app_flushing_often(backend).await;
     let owner = app.create_user("alice", false).await;
-    let (id, key) = device(
-        &app,
-        &owner,
-        json!({"name": "meter", "read_only": true, "rate_limit_per_minute": 7}),
-    )
-    .await;
+    let (id, key) = app
+        .create_device(
+            &owner,
+            json!({"name": "meter", "read_only": true, "rate_limit_per_minute": 7}),
+        )
+        .await;
     let started = Utc::now();
     for _ in 0..7 {
         assert_eq!(app.me_status(&key).await, StatusCode::OK);
@@ -117,7 +107,7 @@ async fn a_tokens_history_is_its_owners_and_admins_see_every_tokens(backend: Bac
     let app = app_flushing_often(backend).await;
     let alice = app.create_user("alice", false).await;
     let bob = app.create_user("bob", false).await;
-    let (id, key) = device(&app, &alice, json!({"name": "meter"})).await;
+    let (id, key) = app.create_device(&alice, json!({"name": "meter"})).await;
     for _ in 0..5 {
         assert_eq!(app.me_status(&key).await, StatusCode::OK);
     }

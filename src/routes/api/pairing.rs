@@ -301,6 +301,7 @@ fn device_token(
     request_body(content((DenyPairingRequest = "application/json"), (DenyPairingRequest = "application/x-www-form-urlencoded"))),
     responses(
         (status = 200, body = DeniedPairingResponse),
+        (status = 400, body = ErrorResponse),
         (status = 401, body = ErrorResponse),
         (status = 403, body = ErrorResponse),
         (status = 404, body = ErrorResponse),

@@ -147,21 +147,3 @@ pub async fn prune(db: &DatabaseConnection, retention: std::time::Duration) -> R
         .await?;
     Ok(done.rows_affected)
 }
-
-/// Prunes now, then every `interval`, until aborted.
-pub async fn prune_every(
-    interval: std::time::Duration,
-    db: DatabaseConnection,
-    retention: std::time::Duration,
-) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match prune(&db, retention).await {
-            Ok(0) => {}
-            Ok(pruned) => log::debug!("usage history: {pruned} hours past retention deleted"),
-            Err(e) => log::warn!("usage history prune failed: {e}"),
-        }
-    }
-}

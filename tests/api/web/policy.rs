@@ -12,18 +12,6 @@ on_both_backends!(
     the_token_page_rotates_the_key_shows_it_once_and_says_until_when_the_old_one_works,
 );
 
-/// The owner's token `id` as `GET /api/tokens/` lists it.
-async fn listed(app: &TestApp, owner: &str, id: &str) -> Value {
-    let (status, list) = status_and_json(app.get("/api/tokens/", Some(owner)).await).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|token| token["id"] == id)
-        .unwrap_or_else(|| panic!("token {id} listed: {list}"))
-        .clone()
-}
-
 /// The HTML of the table row of token `id`.
 fn row<'a>(html: &'a str, id: &str) -> &'a str {
     let start = html
@@ -56,7 +44,7 @@ async fn the_create_form_sets_access_and_the_lists_mark_it(backend: Backend) {
         .await;
     created.assert_html(StatusCode::OK, "the token is created with its access");
     let id = token_ids(&created.body)[0].clone();
-    let token = listed(&app, &owner, &id).await;
+    let token = app.listed_token(&owner, &id).await;
     assert_eq!(token["read_only"], true, "{token}");
     assert_eq!(token["scopes"], json!(["schedule", "telemetry"]), "{token}");
     assert_eq!(
@@ -78,7 +66,7 @@ async fn the_create_form_sets_access_and_the_lists_mark_it(backend: Backend) {
         .await;
     plain.assert_html(StatusCode::OK, "a token without access fields");
     let plain_id = token_ids(&plain.body)[0].clone();
-    let token = listed(&app, &owner, &plain_id).await;
+    let token = app.listed_token(&owner, &plain_id).await;
     assert_eq!(token["read_only"], false, "full access by default: {token}");
     assert_eq!(token["allowed_ips"], json!([]), "{token}");
     assert_eq!(token["idle_expiry_days"], Value::Null, "{token}");
@@ -265,7 +253,7 @@ async fn the_edit_form_changes_the_policy_at_once_and_refuses_bad_input(backend:
         StatusCode::FORBIDDEN,
         "read-only from the very next request"
     );
-    let token = listed(&app, &owner, &id).await;
+    let token = app.listed_token(&owner, &id).await;
     assert_eq!(token["name"], "ci job (read)", "{token}");
     assert_eq!(token["read_only"], true, "{token}");
     assert_eq!(token["scopes"], json!(["deploy"]), "{token}");
@@ -295,7 +283,7 @@ async fn the_edit_form_changes_the_policy_at_once_and_refuses_bad_input(backend:
         refused.assert_redirect(&format!("/tokens/{id}"), why);
         let page = browser.get(&format!("/tokens/{id}")).await;
         assert!(page.body.contains("flash-error"), "{why}: explained");
-        let token = listed(&app, &owner, &id).await;
+        let token = app.listed_token(&owner, &id).await;
         assert_eq!(
             token["name"], "ci job (read)",
             "{why}: nothing changed: {token}"
@@ -314,7 +302,7 @@ async fn the_edit_form_changes_the_policy_at_once_and_refuses_bad_input(backend:
         )
         .await;
     reopened.assert_redirect(&format!("/tokens/{id}"), "saved");
-    let token = listed(&app, &owner, &id).await;
+    let token = app.listed_token(&owner, &id).await;
     assert_eq!(token["read_only"], false, "{token}");
     assert_eq!(
         token["idle_expiry_days"],
@@ -363,7 +351,7 @@ async fn a_token_page_is_its_owners_only_and_its_form_needs_the_csrf_token(backe
         )
         .await;
     forged.assert_html(StatusCode::FORBIDDEN, "a forged CSRF token");
-    let token = listed(&app, &kate, &id).await;
+    let token = app.listed_token(&kate, &id).await;
     assert_eq!(token["name"], "kate's", "nothing changed: {token}");
     assert_eq!(token["read_only"], false, "nothing changed: {token}");
 }
