@@ -15,7 +15,7 @@ use crate::{
     metrics::Metrics,
     routes,
     services::{
-        audit, repeat_every,
+        audit, pairing, repeat_every,
         throttle::{self, LoginThrottle, ThrottleError},
         tokens,
         users::{self, Bootstrap},
@@ -77,6 +77,17 @@ impl Background {
                     move || {
                         let db = db.clone();
                         async move { audit::prune(&db, retention).await }
+                    }
+                },
+            )),
+            tokio::spawn(repeat_every(
+                settings.expiry_sweep_interval,
+                "pairings expired a day ago",
+                {
+                    let db = db.clone();
+                    move || {
+                        let db = db.clone();
+                        async move { pairing::prune(&db).await }
                     }
                 },
             )),

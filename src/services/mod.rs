@@ -50,8 +50,17 @@ pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
 
-/// Runs `task` now, then every `interval`, until aborted: the periodic clean-ups (usage history
-/// and audit events past their retention). What it removed is logged at debug level, a failure
+/// The start of `at`'s hour (UTC): the unit usage is counted and charted in.
+pub fn hour_start(at: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::Timelike;
+    at.with_minute(0)
+        .and_then(|at| at.with_second(0))
+        .and_then(|at| at.with_nanosecond(0))
+        .unwrap_or(at)
+}
+
+/// Runs `task` now, then every `interval`, until aborted: the periodic clean-ups (expired
+/// pairings, usage history and audit events past their retention). What it removed is logged at debug level, a failure
 /// as a warning; the next round tries again.
 pub async fn repeat_every<Task, Run, E>(
     interval: std::time::Duration,

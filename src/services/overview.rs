@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::{audit::Action, now, tokens::usage::Hour};
+use super::{audit::Action, hour_start, now, tokens::usage::Hour};
 use crate::entities::{audit_events, token_usage, tokens, users};
 
 /// Audit events read per kind at most: a flood of failed logins cannot make the page slow.
@@ -35,7 +35,7 @@ pub async fn overview(db: &impl ConnectionTrait, days: i64) -> Result<Overview, 
     let active_tokens = token_usage::Entity::find()
         .select_only()
         .column_as(Expr::cust("COUNT(DISTINCT token_id)"), "active")
-        .filter(token_usage::Column::Hour.gte(hour_of(day_ago)))
+        .filter(token_usage::Column::Hour.gte(hour_start(day_ago)))
         .filter(token_usage::Column::Uses.gt(0))
         .into_tuple::<i64>()
         .one(db)
@@ -71,7 +71,7 @@ pub async fn overview(db: &impl ConnectionTrait, days: i64) -> Result<Overview, 
         .select_only()
         .column(token_usage::Column::TokenId)
         .column_as(Expr::cust("CAST(SUM(uses) AS BIGINT)"), "uses")
-        .filter(token_usage::Column::Hour.gte(hour_of(day_ago)))
+        .filter(token_usage::Column::Hour.gte(hour_start(day_ago)))
         .group_by(token_usage::Column::TokenId)
         .order_by_desc(Expr::cust("CAST(SUM(uses) AS BIGINT)"))
         .limit(10)
@@ -104,13 +104,6 @@ pub async fn overview(db: &impl ConnectionTrait, days: i64) -> Result<Overview, 
     })
 }
 
-fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.with_minute(0)
-        .and_then(|at| at.with_second(0))
-        .and_then(|at| at.with_nanosecond(0))
-        .unwrap_or(at)
-}
-
 /// When events of `action` happened since `since` (with a detail starting `detail_prefix`).
 async fn event_times(
     db: &impl ConnectionTrait,
@@ -133,10 +126,10 @@ async fn event_times(
 fn per_hour(first: Vec<DateTime<Utc>>, second: Vec<DateTime<Utc>>) -> Vec<Hour> {
     let mut hours: HashMap<DateTime<Utc>, (i64, i64)> = HashMap::new();
     for at in first {
-        hours.entry(hour_of(at)).or_default().0 += 1;
+        hours.entry(hour_start(at)).or_default().0 += 1;
     }
     for at in second {
-        hours.entry(hour_of(at)).or_default().1 += 1;
+        hours.entry(hour_start(at)).or_default().1 += 1;
     }
     let mut hours: Vec<Hour> = hours
         .into_iter()

@@ -124,10 +124,6 @@ pub async fn start(
     address: Option<String>,
 ) -> Result<Started, PairingError> {
     let at = now();
-    pairings::Entity::delete_many()
-        .filter(pairings::Column::ExpiresAt.lt(at - KEPT_AFTER_EXPIRY))
-        .exec(db)
-        .await?;
     if let Some(address) = &address {
         let waiting = pairings::Entity::find()
             .filter(pairings::Column::DeviceAddress.eq(address.as_str()))
@@ -178,6 +174,16 @@ pub async fn start(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Deletes pairings that expired more than `KEPT_AFTER_EXPIRY` ago (the periodic sweep); returns
+/// how many.
+pub async fn prune(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let done = pairings::Entity::delete_many()
+        .filter(pairings::Column::ExpiresAt.lt(now() - KEPT_AFTER_EXPIRY))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
 }
 
 /// A pairing waiting for its approver, as the approval page shows it.

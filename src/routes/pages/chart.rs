@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 
-use crate::services::tokens::usage::Hour;
+use crate::services::{hour_start, tokens::usage::Hour};
 
 /// Pixels per hour and the plot's height.
 const HOUR_WIDTH: i64 = 4;
@@ -71,11 +71,7 @@ impl UsageChart {
 
     /// The last `days` days up to `now`, hour by hour.
     pub fn hourly(hours: &[Hour], days: i64, now: DateTime<Utc>) -> UsageChart {
-        let this_hour = now
-            .with_minute(0)
-            .and_then(|at| at.with_second(0))
-            .and_then(|at| at.with_nanosecond(0))
-            .unwrap_or(now);
+        let this_hour = hour_start(now);
         let slots = days * 24;
         let first = this_hour - TimeDelta::hours(slots - 1);
         let hours: Vec<&Hour> = hours

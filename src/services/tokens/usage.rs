@@ -64,21 +64,8 @@ pub async fn of_own_token(
 
 /// A token's hours, whoever owns it (its page, and admins).
 pub async fn of_token(db: &impl ConnectionTrait, id: Uuid, days: Days) -> Result<Vec<Hour>, DbErr> {
-    let rows = token_usage::Entity::find()
-        .filter(token_usage::Column::TokenId.eq(id))
-        .filter(token_usage::Column::Hour.gte(days.since(now())))
-        .order_by_asc(token_usage::Column::Hour)
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Hour {
-            hour: row.hour,
-            uses: row.uses,
-            refused: row.refused,
-            tokens: 1,
-        })
-        .collect())
+    let hours = of_tokens(db, &[id], days).await?;
+    Ok(hours.into_iter().map(|(_, hour)| hour).collect())
 }
 
 /// The hours of `days` of each of `ids` (one query for a whole list), oldest first.
