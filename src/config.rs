@@ -60,7 +60,7 @@ pub enum LogFormat {
 /// Settings shared by every subcommand.
 #[derive(Args)]
 pub struct Settings {
-    /// Database URL: sqlite://FILE?mode=rwc or postgres://USER@HOST/DB.
+    /// Database URL: sqlite://FILE?mode=rwc, postgres://USER@HOST/DB or mysql://USER@HOST/DB (MariaDB).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = parse_database_url, global = true)]
     pub database_url: String,
     /// Address to listen on.
@@ -219,11 +219,11 @@ use std::error::Error as _;
 
 /// Only the scheme is checked and no message repeats the URL: it may carry a password.
 fn parse_database_url(url: &str) -> Result<String, String> {
-    let supported = ["sqlite:", "postgres://", "postgresql://"];
+    let supported = ["sqlite:", "postgres://", "postgresql://", "mysql://"];
     if supported.iter().any(|scheme| url.starts_with(scheme)) {
         Ok(url.to_owned())
     } else {
-        Err("must start with sqlite: or postgres://".to_owned())
+        Err("must start with sqlite:, postgres:// or mysql://".to_owned())
     }
 }
 

@@ -4,9 +4,13 @@
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+use uuid::Uuid;
 
-use crate::services::name_skeletons;
+use crate::{entities::tokens, services::name_skeletons};
 
 /// Connects with settings fit for a server: on SQLite, WAL (readers never wait for the writer)
 /// and a busy timeout (writers queue instead of failing with "database is locked").
@@ -30,6 +34,22 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
             .min_connections(1)
             .test_before_acquire(false);
     } else {
+        if database_url.starts_with("mysql:") {
+            // READ COMMITTED, as on PostgreSQL: InnoDB's default (REPEATABLE READ) also locks
+            // the gaps between the rows a statement reads, and concurrent issuances and
+            // deletions of one user's tokens then deadlocked on them.
+            options.map_sqlx_mysql_pool_opts(|pool| {
+                pool.after_connect(|connection, _| {
+                    Box::pin(async move {
+                        use sea_orm::sqlx::Executor;
+                        connection
+                            .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                            .await
+                            .map(|_| ())
+                    })
+                })
+            });
+        }
         // A ping on every checkout is a network round trip per query; only a connection idle
         // long enough to have been dropped (by a restart, a proxy, a firewall) is worth testing.
         options
@@ -83,7 +103,7 @@ async fn lock_sqlite_migrations(database_url: &str) -> Result<Option<std::fs::Fi
 /// Any constant will do, as long as every instance uses the same one.
 const MIGRATION_LOCK_ID: i64 = 0x6d74_6d69_6772; // "mtmigr"
 
-/// Instances starting together on one PostgreSQL take turns: the first migrates, the others
+/// Instances starting together on one PostgreSQL or MariaDB take turns: the first migrates, the others
 /// then find nothing pending. The lock belongs to a session, so it uses a pool of exactly one.
 async fn migrate_holding_lock(database_url: &str) -> Result<(), DbErr> {
     let mut options = ConnectOptions::new(database_url.to_owned());
@@ -92,15 +112,76 @@ async fn migrate_holding_lock(database_url: &str) -> Result<(), DbErr> {
         .min_connections(1)
         .sqlx_logging(false);
     let session = Database::connect(options).await?;
-    session
-        .execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
-        .await?;
+    let (lock, unlock) = match session.get_database_backend() {
+        DbBackend::MySql => (
+            // MariaDB's named locks are its advisory locks; the timeout is in seconds.
+            format!("SELECT GET_LOCK('multitoken-{MIGRATION_LOCK_ID}', 600)"),
+            format!("SELECT RELEASE_LOCK('multitoken-{MIGRATION_LOCK_ID}')"),
+        ),
+        _ => (
+            format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"),
+            format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"),
+        ),
+    };
+    session.execute_unprepared(&lock).await?;
     let migrated = Migrator::up(&session, None).await;
-    let unlocked = session
-        .execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
-        .await;
+    let unlocked = session.execute_unprepared(&unlock).await;
     session.close().await.ok();
     migrated.and(unlocked.map(|_| ()))
+}
+
+/// Deletes the tokens `condition` matches and returns them: one `DELETE … RETURNING` on SQLite
+/// and PostgreSQL. On MariaDB, inside the caller's transaction: the matching ids are read
+/// without locks, then those rows are locked by primary key (always in id order, so two
+/// deletions never wait on each other crosswise) and checked again, then deleted. (MariaDB has
+/// `DELETE … RETURNING`, but SeaORM uses `RETURNING` there only when built with
+/// `mariadb-use-returning`, which also sends the `UPDATE … RETURNING` MariaDB lacks; and a
+/// locking read by `condition` itself locks every row its index range passes, which deadlocked
+/// concurrent deletions of one user's tokens.)
+pub async fn delete_tokens(
+    db: &impl ConnectionTrait,
+    condition: Condition,
+) -> Result<Vec<tokens::Model>, DbErr> {
+    if db.support_returning() {
+        return tokens::Entity::delete_many()
+            .filter(condition)
+            .exec_with_returning(db)
+            .await;
+    }
+    let ids: Vec<Uuid> = tokens::Entity::find()
+        .select_only()
+        .column(tokens::Column::Id)
+        .filter(condition.clone())
+        .into_tuple()
+        .all(db)
+        .await?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = tokens::Entity::find()
+        .filter(tokens::Column::Id.is_in(ids))
+        .filter(condition)
+        .order_by_asc(tokens::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await?;
+    if !rows.is_empty() {
+        tokens::Entity::delete_many()
+            .filter(tokens::Column::Id.is_in(rows.iter().map(|row| row.id)))
+            .exec(db)
+            .await?;
+    }
+    Ok(rows)
+}
+
+/// `SUM(column)` as a 64-bit integer on every backend: PostgreSQL sums a BIGINT into NUMERIC
+/// and MariaDB into DECIMAL, and MariaDB's `CAST` says `SIGNED` where the others say `BIGINT`.
+pub fn sum_as_integer(backend: DbBackend, column: &str) -> Expr {
+    let integer = match backend {
+        DbBackend::MySql => "SIGNED",
+        _ => "BIGINT",
+    };
+    Expr::cust(format!("CAST(SUM({column}) AS {integer})"))
 }
 
 /// The file behind a `sqlite:` URL; `None` for an in-memory database (which another connection

@@ -51,13 +51,19 @@ impl Background {
         shared_limits: Option<SharedLimits>,
         metrics: Arc<Metrics>,
     ) -> Background {
-        let on_postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+        // Other instances may share a PostgreSQL or MariaDB database: the cache is trusted only
+        // while their revocations can reach this one.
+        let backend = db.get_database_backend();
+        let shared = matches!(
+            backend,
+            sea_orm::DbBackend::Postgres | sea_orm::DbBackend::MySql
+        ) && settings.verify_cache > 0;
         let config = VerifierConfig {
             capacity: settings.verify_cache,
             ttl: settings.verify_cache_ttl,
         };
         let lookup = Lookup::new(db.clone(), &settings.database_url);
-        let mut verifier = Verifier::new(&config, on_postgres, lookup).counting_into(metrics);
+        let mut verifier = Verifier::new(&config, shared, lookup).counting_into(metrics);
         if let Some(shared) = shared_limits {
             verifier = verifier.sharing_rate_limits(shared);
         }
@@ -117,9 +123,15 @@ impl Background {
                 db.clone(),
             )),
         ];
-        if on_postgres && settings.verify_cache > 0 {
+        if shared && backend == sea_orm::DbBackend::Postgres {
             tasks.push(tokio::spawn(revocations::listen(
                 settings.database_url.clone(),
+                verifier.clone(),
+            )));
+        }
+        if shared && backend == sea_orm::DbBackend::MySql {
+            tasks.push(tokio::spawn(revocations::poll(
+                db.clone(),
                 verifier.clone(),
             )));
         }

@@ -1,4 +1,5 @@
-//! Database schema migrations. Each migration runs unchanged on SQLite and PostgreSQL.
+//! Database schema migrations. Each migration runs unchanged on SQLite, PostgreSQL and MariaDB;
+//! the last one adjusts what the schema helpers make on MariaDB (times, character set).
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_users;
@@ -13,6 +14,7 @@ mod m20261203_000009_create_pairings;
 mod m20261203_000010_add_rate_limit;
 mod m20261203_000011_create_token_usage;
 mod m20261203_000012_add_audit_repeats;
+mod m20261203_000013_mariadb;
 
 pub struct Migrator;
 
@@ -32,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_add_rate_limit::Migration),
             Box::new(m20261203_000011_create_token_usage::Migration),
             Box::new(m20261203_000012_add_audit_repeats::Migration),
+            Box::new(m20261203_000013_mariadb::Migration),
         ]
     }
 }

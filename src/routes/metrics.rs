@@ -82,6 +82,10 @@ impl Pool {
                 let pool = db.get_sqlite_connection_pool();
                 (pool.size(), pool.num_idle())
             }
+            DatabaseBackend::MySql => {
+                let pool = db.get_mysql_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
             _ => (0, 0),
         };
         let idle = u64::try_from(idle).unwrap_or(0);

@@ -12,7 +12,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{audit::Action, hour_start, now, tokens::usage::Hour};
-use crate::entities::{audit_events, token_usage, tokens, users};
+use crate::{
+    db,
+    entities::{audit_events, token_usage, tokens, users},
+};
 
 /// Audit events read per kind at most: a flood of failed logins cannot make the page slow.
 const EVENTS_READ: u64 = 100_000;
@@ -70,10 +73,13 @@ pub async fn overview(db: &impl ConnectionTrait, days: i64) -> Result<Overview, 
     let top: Vec<(Uuid, i64)> = token_usage::Entity::find()
         .select_only()
         .column(token_usage::Column::TokenId)
-        .column_as(Expr::cust("CAST(SUM(uses) AS BIGINT)"), "uses")
+        .column_as(
+            db::sum_as_integer(db.get_database_backend(), "uses"),
+            "uses",
+        )
         .filter(token_usage::Column::Hour.gte(hour_start(day_ago)))
         .group_by(token_usage::Column::TokenId)
-        .order_by_desc(Expr::cust("CAST(SUM(uses) AS BIGINT)"))
+        .order_by_desc(db::sum_as_integer(db.get_database_backend(), "uses"))
         .limit(10)
         .into_tuple()
         .all(db)

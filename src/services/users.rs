@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -22,6 +23,7 @@ use crate::{
         password::{self, PasswordError},
         random::random_alphanumeric,
     },
+    db,
     entities::{tokens as token_rows, users},
     verify::{Revocation, Revocations},
 };
@@ -370,10 +372,11 @@ pub async fn delete(
     }
     let txn = revocations.begin(db).await?;
     // Tokens first, so each gets its record (the foreign key would cascade silently).
-    let removed = token_rows::Entity::delete_many()
-        .filter(token_rows::Column::UserId.eq(user.id))
-        .exec_with_returning(&txn)
-        .await?;
+    let removed = db::delete_tokens(
+        &txn,
+        Condition::all().add(token_rows::Column::UserId.eq(user.id)),
+    )
+    .await?;
     let done = users::Entity::delete_by_id(user.id).exec(&txn).await?;
     if done.rows_affected == 0 {
         return Err(UserError::NotFound);

@@ -271,20 +271,32 @@ where
          SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM tokens WHERE id = $1) \
          ON CONFLICT (token_id, hour) DO UPDATE \
          SET uses = token_usage.uses + excluded.uses, refused = token_usage.refused + excluded.refused";
+    // MariaDB: `?` placeholders (the token's id twice), a `FROM DUAL` to hang the `WHERE` on,
+    // and its own upsert.
+    const UPSERT_MARIADB: &str = "INSERT INTO token_usage (token_id, hour, uses, refused) \
+         SELECT ?, ?, ?, ? FROM DUAL WHERE EXISTS (SELECT 1 FROM tokens WHERE id = ?) \
+         ON DUPLICATE KEY UPDATE \
+         uses = token_usage.uses + VALUES(uses), refused = token_usage.refused + VALUES(refused)";
     let txn = db.begin().await?;
     let backend = txn.get_database_backend();
     for ((token, hour), count) in batch {
         let Some(hour) = DateTime::<Utc>::from_timestamp(*hour, 0) else {
             continue;
         };
-        let values: [sea_orm::Value; 4] = [
+        let mut values: Vec<sea_orm::Value> = vec![
             (*token).into(),
             hour.into(),
             i64::try_from(count.uses).unwrap_or(i64::MAX).into(),
             i64::try_from(count.refused).unwrap_or(i64::MAX).into(),
         ];
+        let upsert = if backend == sea_orm::DbBackend::MySql {
+            values.push((*token).into());
+            UPSERT_MARIADB
+        } else {
+            UPSERT
+        };
         txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            backend, UPSERT, values,
+            backend, upsert, values,
         ))
         .await?;
     }

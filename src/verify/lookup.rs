@@ -3,8 +3,8 @@
 //! (see `postgres`); when either cannot answer, one query through the shared pool. Reads only.
 
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -74,6 +74,9 @@ impl Lookup {
     /// One conditional update (returning the row), so concurrent uses on any number of instances
     /// never take more than there were.
     pub async fn take_use(&self, token: Uuid) -> Result<Option<i64>, AuthError> {
+        if !self.db.support_returning() {
+            return self.take_use_locked(token).await;
+        }
         let taken = tokens::Entity::update_many()
             .col_expr(
                 tokens::Column::RemainingUses,
@@ -84,6 +87,29 @@ impl Lookup {
             .exec_with_returning(&self.db)
             .await?;
         Ok(taken.first().and_then(|row| row.remaining_uses))
+    }
+
+    /// `take_use` where `UPDATE … RETURNING` does not exist (MariaDB): the row is read under an
+    /// exclusive lock, so concurrent uses queue on it, and updated in the same transaction.
+    async fn take_use_locked(&self, token: Uuid) -> Result<Option<i64>, AuthError> {
+        let txn = self.db.begin().await?;
+        let left: Option<Option<i64>> = tokens::Entity::find_by_id(token)
+            .select_only()
+            .column(tokens::Column::RemainingUses)
+            .lock_exclusive()
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        let Some(Some(left @ 1..)) = left else {
+            return Ok(None);
+        };
+        tokens::Entity::update_many()
+            .col_expr(tokens::Column::RemainingUses, Expr::value(left - 1))
+            .filter(tokens::Column::Id.eq(token))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Some(left - 1))
     }
 
     /// Ends a self-rotated token's previous key now that its new key was used: one conditional
@@ -105,9 +131,8 @@ impl Lookup {
             .filter(tokens::Column::RetirePreviousOnUse.eq(true))
             .exec(&txn)
             .await?;
-        if retired.rows_affected == 1 && txn.get_database_backend() == DbBackend::Postgres {
-            txn.execute_unprepared(&bus::notify(&bus::token_payload(token)))
-                .await?;
+        if retired.rows_affected == 1 {
+            bus::announce(&txn, &bus::token_payload(token)).await?;
         }
         txn.commit().await?;
         Ok(retired.rows_affected == 1)

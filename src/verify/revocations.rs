@@ -6,8 +6,12 @@
 //!
 //! Other instances learn through `NOTIFY` issued inside the transaction: PostgreSQL delivers it at
 //! commit, never before, and not at all on rollback. Each instance keeps one dedicated `LISTEN`
-//! connection ([`listen`]); while it is down the cache is bypassed (see `verifier`). SQLite has
-//! no second instance to tell.
+//! connection ([`listen`]); while it is down the cache is bypassed (see `verifier`). MariaDB has
+//! no `NOTIFY`: the transaction inserts a row into `revocation_log` instead, visible at commit
+//! like the notification, and every instance reads the recent rows every 200 ms ([`poll`]).
+//! A table rather than Redis pub/sub: it needs nothing beyond the database, and it is
+//! transactional, so an announcement can neither come before its commit nor survive a rollback.
+//! SQLite has no second instance to tell.
 
 use std::{
     sync::{Arc, Mutex},
@@ -112,11 +116,8 @@ impl RevokingTransaction {
             .revoked
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.txn.get_database_backend() == DbBackend::Postgres {
-            for revocation in &revoked {
-                let notify = bus::notify(&to_payload(*revocation));
-                self.txn.execute_unprepared(&notify).await?;
-            }
+        for revocation in &revoked {
+            bus::announce(&self.txn, &to_payload(*revocation)).await?;
         }
         self.txn.commit().await?;
         if let Some(verifier) = &self.local {
@@ -175,20 +176,7 @@ pub async fn listen(database_url: String, verifier: Arc<Verifier>) {
         log::debug!("revocation listener subscribed to {CHANNEL}");
         loop {
             match listener.try_recv().await {
-                Ok(Some(notification)) => match from_payload(notification.payload()) {
-                    Some(revocation) => {
-                        verifier.invalidate(revocation);
-                        if let (_, Some(sent)) = bus::sent_at(notification.payload()) {
-                            let took = chrono::Utc::now().timestamp_millis() - sent;
-                            let took = Duration::from_millis(u64::try_from(took).unwrap_or(0));
-                            verifier.metrics().bus_delivery.observe(took);
-                        }
-                    }
-                    None => {
-                        log::warn!("unknown revocation notice {:?}", notification.payload());
-                        verifier.invalidate(Revocation::All);
-                    }
-                },
+                Ok(Some(notification)) => apply(&verifier, notification.payload()),
                 Ok(None) => {
                     log::warn!(
                         "revocation listener lost its connection; cache emptied, reconnecting"
@@ -204,6 +192,103 @@ pub async fn listen(database_url: String, verifier: Arc<Verifier>) {
         verifier.set_trusted(false);
         drop(listener);
         tokio::time::sleep(RELISTEN_AFTER).await;
+    }
+}
+
+/// How often each instance reads MariaDB's `revocation_log`: a revocation reaches every
+/// instance within this (plus a query), well inside the promised second.
+pub const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// How far back each poll reads. A row is written just before its transaction commits, so it
+/// becomes visible with a `noted_at` at most that commit's duration in the past; every row stays
+/// in many polls' windows, and each is applied once (the ids of the previous poll are kept).
+const POLL_WINDOW_SECONDS: u32 = 10;
+
+/// Rows older than this are deleted by whichever instance gets there.
+const LOG_KEPT_SECONDS: u32 = 60;
+
+/// MariaDB's counterpart of [`listen`] (it has no LISTEN/NOTIFY): reads the recent rows of
+/// `revocation_log` every [`POLL_EVERY`] and applies those it has not seen. The cache is
+/// trusted only while polls succeed; a failed poll empties it and bypasses it until one
+/// succeeds again. Runs until aborted.
+pub async fn poll(db: DatabaseConnection, verifier: Arc<Verifier>) {
+    let recent = format!(
+        "SELECT id, payload FROM revocation_log \
+         WHERE noted_at >= NOW(6) - INTERVAL {POLL_WINDOW_SECONDS} SECOND ORDER BY id"
+    );
+    let old = format!(
+        "DELETE FROM revocation_log WHERE noted_at < NOW(6) - INTERVAL {LOG_KEPT_SECONDS} SECOND"
+    );
+    let mut seen: std::collections::HashSet<i64> = Default::default();
+    let mut trusted = false;
+    let mut polled_before = false;
+    let mut last_clean = tokio::time::Instant::now();
+    let mut ticks = tokio::time::interval(POLL_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let rows = match db
+            .query_all_raw(Statement::from_string(DbBackend::MySql, recent.as_str()))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                if trusted {
+                    log::warn!("revocation poll failed ({e}); cache emptied and bypassed");
+                    verifier.set_trusted(false);
+                    trusted = false;
+                }
+                continue;
+            }
+        };
+        let mut now_seen = std::collections::HashSet::with_capacity(rows.len());
+        for row in rows {
+            let (Ok(id), Ok(payload)) = (
+                row.try_get_by_index::<i64>(0),
+                row.try_get_by_index::<String>(1),
+            ) else {
+                continue;
+            };
+            now_seen.insert(id);
+            if seen.contains(&id) || !trusted {
+                // Before the first good poll the cache is empty and bypassed: nothing to apply.
+                continue;
+            }
+            apply(&verifier, &payload);
+        }
+        seen = now_seen;
+        if !trusted {
+            verifier.set_trusted(true);
+            trusted = true;
+            if polled_before {
+                Metrics::count(&verifier.metrics().bus_reconnects);
+            }
+            polled_before = true;
+        }
+        if last_clean.elapsed() >= Duration::from_secs(u64::from(LOG_KEPT_SECONDS)) {
+            last_clean = tokio::time::Instant::now();
+            if let Err(e) = db.execute_unprepared(&old).await {
+                log::warn!("could not delete old revocation_log rows: {e}");
+            }
+        }
+    }
+}
+
+/// Applies one announcement (an unknown one empties the cache) and times its delivery.
+fn apply(verifier: &Verifier, payload: &str) {
+    match from_payload(payload) {
+        Some(revocation) => {
+            verifier.invalidate(revocation);
+            if let (_, Some(sent)) = bus::sent_at(payload) {
+                let took = chrono::Utc::now().timestamp_millis() - sent;
+                let took = Duration::from_millis(u64::try_from(took).unwrap_or(0));
+                verifier.metrics().bus_delivery.observe(took);
+            }
+        }
+        None => {
+            log::warn!("unknown revocation notice {payload:?}");
+            verifier.invalidate(Revocation::All);
+        }
     }
 }
 

@@ -5,10 +5,10 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use multitoken::entities::{tokens, users};
 
-on_both_backends!(
+on_every_backend!(
     admin_routes_refuse_non_admins_with_403_and_strangers_with_401,
     an_admin_lists_every_token_with_its_owner_and_filters_by_user,
     an_admin_revokes_any_single_token,

@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, spawn_app_with, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 /// The log, newest first, through the admin API.
 pub async fn audit_log(app: &TestApp) -> Vec<Value> {
@@ -35,7 +35,7 @@ fn expect<'a>(log: &'a [Value], action: &str, target_name: &str) -> &'a Value {
     })
 }
 
-on_both_backends!(
+on_every_backend!(
     api_token_actions_are_recorded_with_actor_target_and_address,
     api_user_actions_and_failed_logins_are_recorded,
     the_audit_log_is_for_admins_only,

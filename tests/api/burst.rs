@@ -11,11 +11,11 @@ use crate::audit::audit_log;
 use crate::helpers::{
     Backend, PASSWORD, TestApp, TestDatabase, spawn_app_with, start, status_and_json, test_settings,
 };
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 const PER_USERNAME: u32 = 5;
 
-on_both_backends!(
+on_every_backend!(
     fifty_concurrent_correct_logins_of_one_user_all_succeed,
     twenty_concurrent_non_expiring_tokens_of_one_name_give_one_201_and_nineteen_409s,
     ten_wrong_passwords_in_a_row_are_throttled,

@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use crate::forms::FormClient;
 use crate::helpers::{ADMIN_PASSWORD, Backend, PASSWORD, TestApp, spawn_app, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     the_new_user_form_makes_an_admin_only_when_is_admin_says_yes,
     sign_out_everywhere_false_keeps_the_other_sessions,
     api_bodies_read_yes_no_fields_like_the_forms,

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub const PASSWORD: &str = "correct horse battery";
 
-/// Runs each named `async fn name(backend: Backend)` once per backend, as `name::sqlite` and
-/// `name::postgres`.
+/// Runs each named `async fn name(backend: Backend)` once per backend, as `name::sqlite`,
+/// `name::postgres` and `name::mariadb`.
 #[macro_export]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test]
@@ -30,6 +30,13 @@ macro_rules! on_both_backends {
                 match $crate::helpers::Backend::postgres() {
                     Some(backend) => super::$name(backend).await,
                     None => eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: PostgreSQL run skipped"),
+                }
+            }
+            #[tokio::test]
+            async fn mariadb() {
+                match $crate::helpers::Backend::mariadb() {
+                    Some(backend) => super::$name(backend).await,
+                    None => eprintln!("MULTITOKEN_TEST_MYSQL_URL is not set: MariaDB run skipped"),
                 }
             }
         }

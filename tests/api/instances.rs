@@ -1,5 +1,5 @@
-//! Several instances on one PostgreSQL database, each with its own verification cache: a
-//! revocation through one must be refused by the others within one second.
+//! Several instances on one PostgreSQL or MariaDB database, each with its own verification
+//! cache: a revocation through one must be refused by the others within one second.
 
 use std::time::{Duration, Instant};
 
@@ -73,17 +73,44 @@ impl OtherInstance {
     }
 }
 
-async fn postgres_or_skip() -> Option<Backend> {
-    let backend = Backend::postgres();
-    if backend.is_none() {
-        eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: multi-instance test skipped");
-    }
-    backend
+/// Runs each named `async fn name(backend: Backend)` on the backends several instances can
+/// share, as `name::postgres` and `name::mariadb`.
+macro_rules! on_shared_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn postgres() {
+                match $crate::helpers::Backend::postgres() {
+                    Some(backend) => super::$name(backend).await,
+                    None => eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: multi-instance test skipped"),
+                }
+            }
+            #[tokio::test]
+            async fn mariadb() {
+                match $crate::helpers::Backend::mariadb() {
+                    Some(backend) => super::$name(backend).await,
+                    None => eprintln!("MULTITOKEN_TEST_MYSQL_URL is not set: multi-instance test skipped"),
+                }
+            }
+        }
+    )*};
 }
 
-/// Waits until `count` revocation listeners are subscribed on the test database.
+on_shared_backends!(
+    a_token_revoked_through_one_instance_is_refused_by_another_within_a_second,
+    a_policy_changed_through_one_instance_applies_on_another_within_a_second,
+    a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_within_a_second,
+    a_self_rotated_key_retired_by_the_new_keys_first_use_on_one_instance_is_refused_by_another_within_a_second,
+);
+
+/// Waits until `count` revocation listeners are subscribed on the test database. On MariaDB,
+/// where instances poll instead, until every instance has polled once (a few poll periods).
 async fn wait_for_listeners(app: &TestApp, count: i64) {
     let db = app.db().await;
+    if db.get_database_backend() == sea_orm::DbBackend::MySql {
+        tokio::time::sleep(4 * multitoken::verify::revocations::POLL_EVERY).await;
+        return;
+    }
     let started = Instant::now();
     loop {
         let row = db
@@ -149,11 +176,9 @@ async fn a_device_cached_on_b(backend: Backend, name: &str) -> Cached {
     }
 }
 
-#[tokio::test]
-async fn a_token_revoked_through_one_instance_is_refused_by_another_within_a_second() {
-    let Some(backend) = postgres_or_skip().await else {
-        return;
-    };
+async fn a_token_revoked_through_one_instance_is_refused_by_another_within_a_second(
+    backend: Backend,
+) {
     // One token, revoked by an admin through A.
     let Cached {
         a,
@@ -201,11 +226,9 @@ async fn a_token_revoked_through_one_instance_is_refused_by_another_within_a_sec
     b.handle.stop(true).await;
 }
 
-#[tokio::test]
-async fn a_policy_changed_through_one_instance_applies_on_another_within_a_second() {
-    let Some(backend) = postgres_or_skip().await else {
-        return;
-    };
+async fn a_policy_changed_through_one_instance_applies_on_another_within_a_second(
+    backend: Backend,
+) {
     let Cached {
         a,
         b,
@@ -231,7 +254,8 @@ async fn a_policy_changed_through_one_instance_applies_on_another_within_a_secon
 
 #[tokio::test]
 async fn a_lost_listen_connection_never_leaves_a_revoked_token_cached() {
-    let Some(backend) = postgres_or_skip().await else {
+    let Some(backend) = Backend::postgres() else {
+        eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: multi-instance test skipped");
         return;
     };
     let a = spawn_app(backend).await;
@@ -266,11 +290,9 @@ async fn a_lost_listen_connection_never_leaves_a_revoked_token_cached() {
     b.handle.stop(true).await;
 }
 
-#[tokio::test]
-async fn a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_within_a_second() {
-    let Some(backend) = postgres_or_skip().await else {
-        return;
-    };
+async fn a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_within_a_second(
+    backend: Backend,
+) {
     let Cached {
         a,
         b,
@@ -293,12 +315,9 @@ async fn a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_
     b.handle.stop(true).await;
 }
 
-#[tokio::test]
-async fn a_self_rotated_key_retired_by_the_new_keys_first_use_on_one_instance_is_refused_by_another_within_a_second()
- {
-    let Some(backend) = postgres_or_skip().await else {
-        return;
-    };
+async fn a_self_rotated_key_retired_by_the_new_keys_first_use_on_one_instance_is_refused_by_another_within_a_second(
+    backend: Backend,
+) {
     let Cached { a, b, device, .. } = a_device_cached_on_b(backend, "self-rotating").await;
     let rotated = a
         .client

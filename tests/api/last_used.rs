@@ -8,10 +8,10 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app_with, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 use multitoken::entities::tokens;
 
-on_both_backends!(
+on_every_backend!(
     uses_are_written_in_batches_after_the_flush_interval,
     uses_not_yet_written_are_written_at_a_graceful_stop,
     concurrent_writes_never_reach_a_client_as_an_error,

@@ -11,9 +11,9 @@ use crate::audit::audit_log;
 use crate::helpers::{
     Backend, PASSWORD, TestApp, spawn_app, start, status_and_json, test_settings,
 };
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     names_with_invisible_characters_are_refused_and_emoji_names_kept,
     look_alike_token_names_and_usernames_are_taken,
     racing_look_alikes_give_one_201_and_the_rest_409,

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::audit::audit_log;
 use crate::helpers::{Backend, TestApp, spawn_app_with, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     a_device_pairs_into_a_named_scoped_token_and_collects_it_once,
     polling_too_soon_slows_the_device_down_and_the_interval_grows,
     denied_expired_unknown_and_malformed_polls_answer_their_errors,

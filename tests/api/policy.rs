@@ -5,9 +5,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     a_read_only_token_reads_and_logs_itself_out_but_writes_nothing,
     networks_are_normalized_checked_and_refused_when_malformed,
     a_pinned_token_works_only_from_its_first_address,

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, spawn_app, spawn_app_with, status_and_json};
 use crate::instances::OtherInstance;
-use crate::on_both_backends;
+use crate::on_every_backend;
 use multitoken::entities::audit_events;
 
-on_both_backends!(
+on_every_backend!(
     a_token_over_its_limit_gets_429_with_retry_after_and_the_ratelimit_fields,
     a_429_takes_no_use_and_patch_changes_the_limit_at_once,
     limits_out_of_range_are_refused_and_shown_where_the_policy_is,

@@ -5,9 +5,9 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, spawn_app, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     a_body_over_64_kib_is_413_in_json,
     malformed_bodies_are_400_and_unknown_media_types_415,
     unknown_routes_are_json_404s_and_wrong_methods_405s,

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use crate::audit::audit_log;
 use crate::helpers::{Backend, TestApp, spawn_app, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     the_previous_key_works_through_its_grace_with_headers_then_stops,
     grace_zero_ends_the_previous_key_at_once_and_rotating_again_ends_the_one_before,
     a_grace_never_outlives_the_token_and_bad_graces_are_refused,
@@ -307,7 +307,7 @@ async fn only_the_owner_or_an_admin_rotates_and_it_is_audited(backend: Backend) 
 mod self_rotation {
     use super::*;
 
-    on_both_backends!(a_device_rotates_its_own_key_and_the_old_one_ends_at_the_new_ones_first_use,);
+    on_every_backend!(a_device_rotates_its_own_key_and_the_old_one_ends_at_the_new_ones_first_use,);
 
     async fn a_device_rotates_its_own_key_and_the_old_one_ends_at_the_new_ones_first_use(
         backend: Backend,

@@ -9,9 +9,9 @@ use crate::forms::FormClient;
 use crate::helpers::{
     Backend, PASSWORD, TestApp, TestDatabase, spawn_app_with, start, test_settings,
 };
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     wrong_current_passwords_count_as_failed_logins_of_the_username,
     failed_logins_from_the_address_lock_the_password_change_too,
     with_redis_the_password_change_shares_the_redis_counters,

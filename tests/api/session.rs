@@ -6,9 +6,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{Backend, PASSWORD, spawn_app, spawn_app_with, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     each_login_returns_a_new_session_token_that_expires_after_the_ttl,
     logins_accept_json_and_form_bodies_with_or_without_the_trailing_slash,
     bad_credentials_are_one_indistinguishable_400,

@@ -3,9 +3,9 @@
 use reqwest::StatusCode;
 
 use crate::helpers::{Backend, TestDatabase, login_status_at, spawn_app, start, test_settings};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     tokens_survive_a_restart,
     instances_starting_together_on_one_empty_database_all_come_up,
 );

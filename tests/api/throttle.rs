@@ -14,9 +14,9 @@ use crate::helpers::{
     test_settings,
 };
 use crate::instances::OtherInstance;
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     failed_logins_over_the_limit_get_429_with_retry_after,
     unknown_usernames_are_throttled_exactly_like_known_ones,
     a_success_resets_the_usernames_failures,

@@ -4,9 +4,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, spawn_app, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     listed_tokens_show_their_prefix_but_never_a_key_or_digest,
     a_created_token_shows_its_key_once_and_expires_when_asked,
     token_names_are_validated_trimmed_and_stored_literally,

@@ -8,9 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, spawn_app_with, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     uses_and_refusals_are_counted_exactly_in_their_hour_after_the_flush,
     a_tokens_history_is_its_owners_and_admins_see_every_tokens,
 );

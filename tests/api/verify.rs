@@ -7,9 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PASSWORD, TestApp, spawn_app, spawn_app_with, status_and_json};
-use crate::on_both_backends;
+use crate::on_every_backend;
 
-on_both_backends!(
+on_every_backend!(
     forward_auth_answers_200_with_the_caller_in_safe_headers,
     forward_auth_refuses_with_401_whatever_is_wrong,
     introspection_describes_a_valid_token_in_rfc_7662_shape,

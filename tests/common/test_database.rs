@@ -1,5 +1,5 @@
 //! A fresh database per test: a temporary SQLite file, or a uniquely named PostgreSQL database
-//! when `MULTITOKEN_TEST_POSTGRES_URL` is set. Shared by the `api` and `load` test binaries
+//! when `MULTITOKEN_TEST_POSTGRES_URL` is set, or MariaDB one when `MULTITOKEN_TEST_MYSQL_URL` is. Shared by the `api` and `load` test binaries
 //! (each includes this file with `#[path]`, and each uses a part of it).
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,8 @@ pub enum Backend {
     Sqlite,
     /// The server URL of a database we may create databases from.
     Postgres(String),
+    /// The same, of a MariaDB server.
+    MariaDb(String),
 }
 
 impl Backend {
@@ -21,10 +23,18 @@ impl Backend {
             .map(Backend::Postgres)
     }
 
+    pub fn mariadb() -> Option<Backend> {
+        std::env::var("MULTITOKEN_TEST_MYSQL_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(Backend::MariaDb)
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Sqlite => "SQLite",
             Backend::Postgres(_) => "PostgreSQL",
+            Backend::MariaDb(_) => "MariaDB",
         }
     }
 }
@@ -36,8 +46,8 @@ pub struct TestDatabase {
     /// The SQLite file, kept alive (and deleted) with the test.
     pub sqlite_file: Option<PathBuf>,
     dir: tempfile::TempDir,
-    /// The PostgreSQL server URL and database name, to drop it afterwards.
-    postgres: Option<(String, String)>,
+    /// The server URL (PostgreSQL or MariaDB) and database name, to drop it afterwards.
+    server: Option<(String, String)>,
 }
 
 impl TestDatabase {
@@ -50,7 +60,7 @@ impl TestDatabase {
                     url: format!("sqlite://{}?mode=rwc", file.display()),
                     sqlite_file: Some(file),
                     dir,
-                    postgres: None,
+                    server: None,
                 }
             }
             Backend::Postgres(server_url) => {
@@ -69,7 +79,27 @@ impl TestDatabase {
                     url: with_database_name(server_url, &name),
                     sqlite_file: None,
                     dir,
-                    postgres: Some((server_url.clone(), name)),
+                    server: Some((server_url.clone(), name)),
+                }
+            }
+            Backend::MariaDb(server_url) => {
+                let name = format!("mt_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(server_url.as_str())
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot connect to MariaDB at {server_url}: {e}"));
+                // The character set and collation the application's tables get (migration 13).
+                admin
+                    .execute_unprepared(&format!(
+                        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+                    ))
+                    .await
+                    .expect("create a test database");
+                admin.close().await.ok();
+                TestDatabase {
+                    url: with_database_name(server_url, &name),
+                    sqlite_file: None,
+                    dir,
+                    server: Some((server_url.clone(), name)),
                 }
             }
         }
@@ -82,7 +112,7 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let Some((server_url, name)) = self.postgres.take() else {
+        let Some((server_url, name)) = self.server.take() else {
             return;
         };
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread of its own.
@@ -93,11 +123,12 @@ impl Drop for TestDatabase {
                 .unwrap();
             runtime.block_on(async {
                 let admin = Database::connect(server_url.as_str()).await?;
-                admin
-                    .execute_unprepared(&format!(
-                        r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
-                    ))
-                    .await?;
+                let drop = if server_url.starts_with("mysql:") {
+                    format!("DROP DATABASE IF EXISTS `{name}`")
+                } else {
+                    format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)
+                };
+                admin.execute_unprepared(&drop).await?;
                 admin.close().await
             })
         })
@@ -108,13 +139,16 @@ impl Drop for TestDatabase {
     }
 }
 
-/// `postgres://user@host:port/db?options` with another database name, options kept.
+/// `postgres://user@host:port/db?options` (or `mysql://…`) with another database name, options
+/// kept.
 fn with_database_name(server_url: &str, name: &str) -> String {
     let (address, options) = match server_url.split_once('?') {
         Some((address, options)) => (address, Some(options)),
         None => (server_url, None),
     };
-    let (scheme, rest) = address.split_once("://").expect("a postgres:// URL");
+    let (scheme, rest) = address
+        .split_once("://")
+        .expect("a postgres:// or mysql:// URL");
     let host = rest.split_once('/').map_or(rest, |(host, _)| host);
     match options {
         Some(options) => format!("{scheme}://{host}/{name}?{options}"),

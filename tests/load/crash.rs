@@ -9,14 +9,14 @@ use serde_json::json;
 use crate::{
     database::{Backend, TestDatabase},
     driver::{self, CLIENTS, CLIENTS_PER_USER},
-    on_both_backends,
+    on_every_backend,
     server::Server,
 };
 
 /// Load this long, then the kill.
 const KILL_AFTER: Duration = Duration::from_secs(12);
 
-on_both_backends!(acknowledged_writes_survive_a_sigkill_under_load);
+on_every_backend!(acknowledged_writes_survive_a_sigkill_under_load);
 
 async fn acknowledged_writes_survive_a_sigkill_under_load(backend: Backend) {
     let test_started = Instant::now();

@@ -5,11 +5,11 @@ use std::time::Instant;
 use crate::{
     database::{Backend, TestDatabase},
     driver::{self, CLIENTS, CLIENTS_PER_USER},
-    on_both_backends,
+    on_every_backend,
     server::Server,
 };
 
-on_both_backends!(two_hundred_clients_get_only_expected_answers_and_lose_no_write);
+on_every_backend!(two_hundred_clients_get_only_expected_answers_and_lose_no_write);
 
 async fn two_hundred_clients_get_only_expected_answers_and_lose_no_write(backend: Backend) {
     let test_started = Instant::now();

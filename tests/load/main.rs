@@ -17,10 +17,10 @@ mod shutdown;
 /// Held for the whole of each test: two load runs side by side would measure each other.
 pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Runs each named `async fn name(backend: Backend)` once per backend, as `name::sqlite` and
-/// `name::postgres`, one test at a time, on a runtime with two threads for the clients.
+/// Runs each named `async fn name(backend: Backend)` once per backend, as `name::sqlite`,
+/// `name::postgres` and `name::mariadb`, one test at a time, on a runtime with two threads for the clients.
 #[macro_export]
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,6 +36,16 @@ macro_rules! on_both_backends {
                         super::$name(backend).await
                     }
                     None => eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: PostgreSQL run skipped"),
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                match $crate::database::Backend::mariadb() {
+                    Some(backend) => {
+                        let _turn = $crate::ONE_AT_A_TIME.lock().await;
+                        super::$name(backend).await
+                    }
+                    None => eprintln!("MULTITOKEN_TEST_MYSQL_URL is not set: MariaDB run skipped"),
                 }
             }
         }

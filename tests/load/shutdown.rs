@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::{
     database::{Backend, TestDatabase, digest_of},
     driver::{http_client, login},
-    on_both_backends,
+    on_every_backend,
     server::{ADMIN_PASSWORD, Server},
 };
 
@@ -18,7 +18,7 @@ const LOGINS: usize = 10;
 /// The longest a graceful stop may take here (actix's own bound is 30 s).
 const STOP_BOUND: Duration = Duration::from_secs(15);
 
-on_both_backends!(sigterm_finishes_requests_in_flight_and_writes_last_uses);
+on_every_backend!(sigterm_finishes_requests_in_flight_and_writes_last_uses);
 
 async fn sigterm_finishes_requests_in_flight_and_writes_last_uses(backend: Backend) {
     let database = TestDatabase::create(&backend).await;

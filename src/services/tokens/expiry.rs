@@ -2,11 +2,12 @@
 //! expired more than a day ago.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use super::{EXPIRED_KEPT_FOR, TokenError};
 use crate::{
+    db,
     entities::{tokens, users},
     services::{
         audit::{self, Action, Actor, Event, Target},
@@ -64,10 +65,11 @@ async fn remove_expired_before(
     before: DateTime<Utc>,
 ) -> Result<u64, TokenError> {
     let txn = revocations.begin(db).await?;
-    let removed = tokens::Entity::delete_many()
-        .filter(tokens::Column::ExpiresAt.lte(before))
-        .exec_with_returning(&txn)
-        .await?;
+    let removed = db::delete_tokens(
+        &txn,
+        Condition::all().add(tokens::Column::ExpiresAt.lte(before)),
+    )
+    .await?;
     let count = removed.len() as u64;
     let mut owner_ids: Vec<Uuid> = removed.iter().map(|token| token.user_id).collect();
     owner_ids.sort_unstable();

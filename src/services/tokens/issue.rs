@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use uuid::Uuid;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{EXPIRED_KEPT_FOR, IssuedToken, NewToken, TokenError, live_at, policy, record_removed};
 use crate::{
     auth::key::{KEY_PREFIX, TokenKey},
+    db,
     entities::{
         tokens::{self, TokenKind},
         users,
@@ -77,11 +78,13 @@ pub async fn issue_in(
     let at = now();
     // Expired tokens still answer "Token has expired" for a day; after that they are only
     // clutter. Removing them here keeps a user's rows bounded even when nobody runs `prune`.
-    let long_expired = tokens::Entity::delete_many()
-        .filter(tokens::Column::UserId.eq(user.id))
-        .filter(tokens::Column::ExpiresAt.lte(at - EXPIRED_KEPT_FOR))
-        .exec_with_returning(txn)
-        .await?;
+    let long_expired = db::delete_tokens(
+        txn,
+        Condition::all()
+            .add(tokens::Column::UserId.eq(user.id))
+            .add(tokens::Column::ExpiresAt.lte(at - EXPIRED_KEPT_FOR)),
+    )
+    .await?;
     record_removed(
         txn,
         &Actor::system(),
@@ -197,10 +200,11 @@ async fn evict_oldest_sessions(
     if (oldest.len() as u64) < count && !new.may_exceed_device_limit {
         return Err(limit);
     }
-    let evicted = tokens::Entity::delete_many()
-        .filter(tokens::Column::Id.is_in(oldest.clone()))
-        .exec_with_returning(txn)
-        .await?;
+    let evicted = db::delete_tokens(
+        txn,
+        Condition::all().add(tokens::Column::Id.is_in(oldest.clone())),
+    )
+    .await?;
     let detail = Some("evicted: the oldest session over the token limit");
     record_removed(txn, actor, Action::TokenRevoked, evicted, user, detail).await?;
     log::info!(

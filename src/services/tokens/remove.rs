@@ -1,11 +1,12 @@
 //! Removal: an owner deleting or logging out, "sign out everywhere", an admin's revocation.
 //! Each is finished through `Revocations`, so caches forget the token once it is gone.
 
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
 use super::{Everywhere, Removal, TokenError, record_removed};
 use crate::{
+    db,
     entities::{
         tokens::{self, TokenKind},
         users,
@@ -24,11 +25,13 @@ pub async fn delete_own(
     why: Removal,
 ) -> Result<tokens::Model, TokenError> {
     let txn = revocations.begin(db).await?;
-    let removed = tokens::Entity::delete_many()
-        .filter(tokens::Column::Id.eq(id))
-        .filter(tokens::Column::UserId.eq(owner.id))
-        .exec_with_returning(&txn)
-        .await?;
+    let removed = db::delete_tokens(
+        &txn,
+        Condition::all()
+            .add(tokens::Column::Id.eq(id))
+            .add(tokens::Column::UserId.eq(owner.id)),
+    )
+    .await?;
     let Some(deleted) = removed.first().cloned() else {
         return Err(TokenError::NotFound);
     };
@@ -81,17 +84,19 @@ pub async fn delete_all_own_in(
     owner: &users::Model,
     scope: Everywhere,
 ) -> Result<u64, TokenError> {
-    let mut query = tokens::Entity::delete_many().filter(tokens::Column::UserId.eq(owner.id));
+    let mut condition = Condition::all().add(tokens::Column::UserId.eq(owner.id));
     match scope {
-        Everywhere::Sessions => query = query.filter(tokens::Column::Kind.eq(TokenKind::Session)),
+        Everywhere::Sessions => {
+            condition = condition.add(tokens::Column::Kind.eq(TokenKind::Session))
+        }
         Everywhere::SessionsExcept(kept) => {
-            query = query
-                .filter(tokens::Column::Kind.eq(TokenKind::Session))
-                .filter(tokens::Column::Id.ne(kept))
+            condition = condition
+                .add(tokens::Column::Kind.eq(TokenKind::Session))
+                .add(tokens::Column::Id.ne(kept))
         }
         Everywhere::AllTokens => {}
     }
-    let removed = query.exec_with_returning(txn).await?;
+    let removed = db::delete_tokens(txn, condition).await?;
     let count = removed.len() as u64;
     if count > 0 {
         txn.revoke(Revocation::User(owner.id));
@@ -125,10 +130,7 @@ pub async fn revoke(
 ) -> Result<(), TokenError> {
     let txn = revocations.begin(db).await?;
     // The write comes first: on SQLite a read before it could not upgrade to a write lock.
-    let removed = tokens::Entity::delete_many()
-        .filter(tokens::Column::Id.eq(id))
-        .exec_with_returning(&txn)
-        .await?;
+    let removed = db::delete_tokens(&txn, Condition::all().add(tokens::Column::Id.eq(id))).await?;
     let Some(token) = removed.first() else {
         return Err(TokenError::NotFound);
     };

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{TokenError, find_own};
 use crate::{
+    db,
     entities::token_usage,
     services::{Invalid, now},
 };
@@ -101,12 +102,17 @@ pub async fn of_tokens(
 
 /// Every token's hours of `days`, summed per hour, oldest first (the admins' overview).
 pub async fn of_all_tokens(db: &impl ConnectionTrait, days: Days) -> Result<Vec<Hour>, DbErr> {
-    // SUM of a BIGINT is NUMERIC on PostgreSQL: cast back, so both backends answer integers.
     let rows: Vec<(DateTime<Utc>, i64, i64, i64)> = token_usage::Entity::find()
         .select_only()
         .column(token_usage::Column::Hour)
-        .column_as(Expr::cust("CAST(SUM(uses) AS BIGINT)"), "uses")
-        .column_as(Expr::cust("CAST(SUM(refused) AS BIGINT)"), "refused")
+        .column_as(
+            db::sum_as_integer(db.get_database_backend(), "uses"),
+            "uses",
+        )
+        .column_as(
+            db::sum_as_integer(db.get_database_backend(), "refused"),
+            "refused",
+        )
         .column_as(Expr::cust("COUNT(*)"), "tokens")
         .filter(token_usage::Column::Hour.gte(days.since(now())))
         .group_by(token_usage::Column::Hour)

@@ -2,7 +2,7 @@
 
 use super::*;
 
-on_both_backends!(
+on_every_backend!(
     admin_pages_refuse_non_admins,
     admins_create_deactivate_and_activate_users_and_revoke_all_their_tokens,
     admins_filter_every_token_and_revoke_any,
@@ -367,7 +367,7 @@ async fn audit_pages_past_the_end_or_absurdly_far_answer_the_last_page(backend: 
         .assert_html(StatusCode::BAD_REQUEST, "a number too large for any page");
 }
 
-on_both_backends!(the_audit_page_filters_and_says_when_a_filter_is_wrong,);
+on_every_backend!(the_audit_page_filters_and_says_when_a_filter_is_wrong,);
 
 async fn the_audit_page_filters_and_says_when_a_filter_is_wrong(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -18,7 +18,7 @@ use crate::audit::audit_log;
 use crate::helpers::{
     ADMIN_PASSWORD, Backend, PASSWORD, TestApp, spawn_app, spawn_app_with, status_and_json,
 };
-use crate::on_both_backends;
+use crate::on_every_backend;
 
 /// A browser: keeps cookies, does not follow redirects, remembers the last page's CSRF token.
 struct Browser {

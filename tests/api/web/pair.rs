@@ -6,7 +6,7 @@ use super::*;
 use crate::pairing::{poll, start};
 use serde_json::{Value, json};
 
-on_both_backends!(
+on_every_backend!(
     pairing_signs_in_first_then_approves_with_the_chosen_name_and_access,
     wrong_codes_get_a_message_and_are_throttled_and_deny_refuses_the_device,
 );

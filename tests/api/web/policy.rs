@@ -4,7 +4,7 @@
 use super::*;
 use serde_json::{Value, json};
 
-on_both_backends!(
+on_every_backend!(
     the_create_form_sets_access_and_the_lists_mark_it,
     the_token_page_shows_policy_last_use_and_refused_attempts,
     the_edit_form_changes_the_policy_at_once_and_refuses_bad_input,

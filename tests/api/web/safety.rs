@@ -2,7 +2,7 @@
 
 use super::*;
 
-on_both_backends!(
+on_every_backend!(
     forms_without_the_right_csrf_token_are_refused_and_change_nothing,
     browser_routes_answer_html_error_pages,
     a_server_error_is_an_html_page_without_internals_and_changes_nothing,

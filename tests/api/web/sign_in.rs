@@ -2,7 +2,7 @@
 
 use super::*;
 
-on_both_backends!(
+on_every_backend!(
     signed_out_visitors_are_sent_to_the_sign_in_page,
     signing_in_starts_a_browser_session_that_shows_as_a_token,
     a_failed_sign_in_says_so_and_is_audited,

@@ -2,7 +2,7 @@
 
 use super::*;
 
-on_both_backends!(
+on_every_backend!(
     a_new_token_key_is_shown_exactly_once_and_works,
     token_names_and_usernames_are_escaped,
     deleting_a_token_takes_a_confirmation_and_ends_the_key,

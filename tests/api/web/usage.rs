@@ -4,7 +4,7 @@
 use super::*;
 use serde_json::json;
 
-on_both_backends!(the_token_page_charts_its_uses_and_refusals_with_the_numbers_in_words,);
+on_every_backend!(the_token_page_charts_its_uses_and_refusals_with_the_numbers_in_words,);
 
 async fn the_token_page_charts_its_uses_and_refusals_with_the_numbers_in_words(backend: Backend) {
     let app = spawn_app_with(backend, |settings| {
@@ -81,7 +81,7 @@ async fn the_token_page_charts_its_uses_and_refusals_with_the_numbers_in_words(b
     );
 }
 
-on_both_backends!(the_admin_overview_shows_activity_logins_refusals_and_the_busiest_tokens,);
+on_every_backend!(the_admin_overview_shows_activity_logins_refusals_and_the_busiest_tokens,);
 
 async fn the_admin_overview_shows_activity_logins_refusals_and_the_busiest_tokens(
     backend: Backend,
