@@ -186,7 +186,7 @@ async fn cli_errors_exit_non_zero_with_one_clear_line() {
         ),
         (
             vec!["migrate"],
-            vec![("DATABASE_URL", "mysql://root:hunter2@db/x")],
+            vec![("DATABASE_URL", "mongodb://root:hunter2@db/x")],
             "DATABASE_URL",
         ),
     ];
