@@ -34,22 +34,20 @@ pub async fn connect(database_url: &str) -> Result<DatabaseConnection, DbErr> {
             .min_connections(1)
             .test_before_acquire(false);
     } else {
-        if database_url.starts_with("mysql:") {
-            // READ COMMITTED, as on PostgreSQL: InnoDB's default (REPEATABLE READ) also locks
-            // the gaps between the rows a statement reads, and concurrent issuances and
-            // deletions of one user's tokens then deadlocked on them.
-            options.map_sqlx_mysql_pool_opts(|pool| {
-                pool.after_connect(|connection, _| {
-                    Box::pin(async move {
-                        use sea_orm::sqlx::Executor;
-                        connection
-                            .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                            .await
-                            .map(|_| ())
-                    })
+        // MariaDB only (the other drivers never call it): READ COMMITTED, as on PostgreSQL.
+        // InnoDB's default, REPEATABLE READ, also locks the gaps between the rows a statement
+        // reads, and concurrent issuances and deletions of one user's tokens deadlocked on them.
+        options.map_sqlx_mysql_pool_opts(|pool| {
+            pool.after_connect(|connection, _| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Executor;
+                    connection
+                        .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await
+                        .map(|_| ())
                 })
-            });
-        }
+            })
+        });
         // A ping on every checkout is a network round trip per query; only a connection idle
         // long enough to have been dropped (by a restart, a proxy, a firewall) is worth testing.
         options

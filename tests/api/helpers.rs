@@ -25,22 +25,44 @@ macro_rules! on_every_backend {
             async fn sqlite() {
                 super::$name($crate::helpers::Backend::Sqlite).await
             }
-            #[tokio::test]
-            async fn postgres() {
-                match $crate::helpers::Backend::postgres() {
-                    Some(backend) => super::$name(backend).await,
-                    None => eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: PostgreSQL run skipped"),
-                }
-            }
-            #[tokio::test]
-            async fn mariadb() {
-                match $crate::helpers::Backend::mariadb() {
-                    Some(backend) => super::$name(backend).await,
-                    None => eprintln!("MULTITOKEN_TEST_MYSQL_URL is not set: MariaDB run skipped"),
+            $crate::server_backend_tests!($name);
+        }
+    )*};
+}
+
+/// Runs each named `async fn name(backend: Backend)` on the backends several instances can
+/// share, as `name::postgres` and `name::mariadb`.
+#[macro_export]
+macro_rules! on_server_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            $crate::server_backend_tests!($name);
+        }
+    )*};
+}
+
+/// The `postgres` and `mariadb` tests of `super::$name`, each skipped (saying so) when its
+/// server URL is not set.
+#[macro_export]
+macro_rules! server_backend_tests {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn postgres() {
+            match $crate::helpers::Backend::postgres() {
+                Some(backend) => super::$name(backend).await,
+                None => {
+                    eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: PostgreSQL run skipped")
                 }
             }
         }
-    )*};
+        #[tokio::test]
+        async fn mariadb() {
+            match $crate::helpers::Backend::mariadb() {
+                Some(backend) => super::$name(backend).await,
+                None => eprintln!("MULTITOKEN_TEST_MYSQL_URL is not set: MariaDB run skipped"),
+            }
+        }
+    };
 }
 
 pub use crate::test_database::{Backend, TestDatabase};

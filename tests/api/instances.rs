@@ -73,30 +73,7 @@ impl OtherInstance {
     }
 }
 
-/// Runs each named `async fn name(backend: Backend)` on the backends several instances can
-/// share, as `name::postgres` and `name::mariadb`.
-macro_rules! on_shared_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn postgres() {
-                match $crate::helpers::Backend::postgres() {
-                    Some(backend) => super::$name(backend).await,
-                    None => eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: multi-instance test skipped"),
-                }
-            }
-            #[tokio::test]
-            async fn mariadb() {
-                match $crate::helpers::Backend::mariadb() {
-                    Some(backend) => super::$name(backend).await,
-                    None => eprintln!("MULTITOKEN_TEST_MYSQL_URL is not set: multi-instance test skipped"),
-                }
-            }
-        }
-    )*};
-}
-
-on_shared_backends!(
+crate::on_server_backends!(
     a_token_revoked_through_one_instance_is_refused_by_another_within_a_second,
     a_policy_changed_through_one_instance_applies_on_another_within_a_second,
     a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_within_a_second,

@@ -1,6 +1,7 @@
 //! A fresh database per test: a temporary SQLite file, or a uniquely named PostgreSQL database
-//! when `MULTITOKEN_TEST_POSTGRES_URL` is set, or MariaDB one when `MULTITOKEN_TEST_MYSQL_URL` is. Shared by the `api` and `load` test binaries
-//! (each includes this file with `#[path]`, and each uses a part of it).
+//! when `MULTITOKEN_TEST_POSTGRES_URL` is set, or MariaDB one when `MULTITOKEN_TEST_MYSQL_URL` is.
+//! Shared by the `api` and `load` test binaries (each includes this file with `#[path]`, and
+//! each uses a part of it).
 
 use std::path::{Path, PathBuf};
 
@@ -17,17 +18,11 @@ pub enum Backend {
 
 impl Backend {
     pub fn postgres() -> Option<Backend> {
-        std::env::var("MULTITOKEN_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .map(Backend::Postgres)
+        server_url("MULTITOKEN_TEST_POSTGRES_URL").map(Backend::Postgres)
     }
 
     pub fn mariadb() -> Option<Backend> {
-        std::env::var("MULTITOKEN_TEST_MYSQL_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .map(Backend::MariaDb)
+        server_url("MULTITOKEN_TEST_MYSQL_URL").map(Backend::MariaDb)
     }
 
     pub fn name(&self) -> &'static str {
@@ -37,6 +32,11 @@ impl Backend {
             Backend::MariaDb(_) => "MariaDB",
         }
     }
+}
+
+/// The server URL in `variable`, when set and not empty.
+fn server_url(variable: &str) -> Option<String> {
+    std::env::var(variable).ok().filter(|url| !url.is_empty())
 }
 
 /// A database that exists for one test, and is removed with it. Its directory holds the SQLite
@@ -63,35 +63,15 @@ impl TestDatabase {
                     server: None,
                 }
             }
-            Backend::Postgres(server_url) => {
+            Backend::Postgres(server_url) | Backend::MariaDb(server_url) => {
                 let name = format!("mt_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = Database::connect(server_url.as_str())
                     .await
                     .unwrap_or_else(|e| {
-                        panic!("cannot connect to PostgreSQL at {server_url}: {e}")
+                        panic!("cannot connect to {} at {server_url}: {e}", backend.name())
                     });
                 admin
-                    .execute_unprepared(&format!(r#"CREATE DATABASE "{name}""#))
-                    .await
-                    .expect("create a test database");
-                admin.close().await.ok();
-                TestDatabase {
-                    url: with_database_name(server_url, &name),
-                    sqlite_file: None,
-                    dir,
-                    server: Some((server_url.clone(), name)),
-                }
-            }
-            Backend::MariaDb(server_url) => {
-                let name = format!("mt_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(server_url.as_str())
-                    .await
-                    .unwrap_or_else(|e| panic!("cannot connect to MariaDB at {server_url}: {e}"));
-                // The character set and collation the application's tables get (migration 13).
-                admin
-                    .execute_unprepared(&format!(
-                        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-                    ))
+                    .execute_unprepared(&create_statement(backend, &name))
                     .await
                     .expect("create a test database");
                 admin.close().await.ok();
@@ -123,12 +103,9 @@ impl Drop for TestDatabase {
                 .unwrap();
             runtime.block_on(async {
                 let admin = Database::connect(server_url.as_str()).await?;
-                let drop = if server_url.starts_with("mysql:") {
-                    format!("DROP DATABASE IF EXISTS `{name}`")
-                } else {
-                    format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)
-                };
-                admin.execute_unprepared(&drop).await?;
+                admin
+                    .execute_unprepared(&drop_statement(&server_url, &name))
+                    .await?;
                 admin.close().await
             })
         })
@@ -136,6 +113,26 @@ impl Drop for TestDatabase {
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop a test database (.ci/run removes leftovers): {dropped:?}");
         }
+    }
+}
+
+/// Creates the database `name`; on MariaDB with the character set and collation the
+/// application's tables get (migration 13).
+fn create_statement(backend: &Backend, name: &str) -> String {
+    match backend {
+        Backend::MariaDb(_) => {
+            format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        }
+        _ => format!(r#"CREATE DATABASE "{name}""#),
+    }
+}
+
+/// Drops the database `name` of the server at `server_url`, connections and all.
+fn drop_statement(server_url: &str, name: &str) -> String {
+    if server_url.starts_with("mysql:") {
+        format!("DROP DATABASE IF EXISTS `{name}`")
+    } else {
+        format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)
     }
 }
 

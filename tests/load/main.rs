@@ -18,36 +18,43 @@ mod shutdown;
 pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs each named `async fn name(backend: Backend)` once per backend, as `name::sqlite`,
-/// `name::postgres` and `name::mariadb`, one test at a time, on a runtime with two threads for the clients.
+/// `name::postgres` and `name::mariadb`, one test at a time, on a runtime with two threads for
+/// the clients.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let _turn = $crate::ONE_AT_A_TIME.lock().await;
-                super::$name($crate::database::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match $crate::database::Backend::postgres() {
-                    Some(backend) => {
-                        let _turn = $crate::ONE_AT_A_TIME.lock().await;
-                        super::$name(backend).await
-                    }
-                    None => eprintln!("MULTITOKEN_TEST_POSTGRES_URL is not set: PostgreSQL run skipped"),
-                }
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mariadb() {
-                match $crate::database::Backend::mariadb() {
-                    Some(backend) => {
-                        let _turn = $crate::ONE_AT_A_TIME.lock().await;
-                        super::$name(backend).await
-                    }
-                    None => eprintln!("MULTITOKEN_TEST_MYSQL_URL is not set: MariaDB run skipped"),
-                }
-            }
+            $crate::load_test!($name, sqlite, Some($crate::database::Backend::Sqlite), "");
+            $crate::load_test!(
+                $name,
+                postgres,
+                $crate::database::Backend::postgres(),
+                "MULTITOKEN_TEST_POSTGRES_URL is not set: PostgreSQL run skipped"
+            );
+            $crate::load_test!(
+                $name,
+                mariadb,
+                $crate::database::Backend::mariadb(),
+                "MULTITOKEN_TEST_MYSQL_URL is not set: MariaDB run skipped"
+            );
         }
     )*};
+}
+
+/// One backend's test `$test` of `super::$name`, taking its turn; skipped with `$unset` when
+/// `$backend` is `None`.
+#[macro_export]
+macro_rules! load_test {
+    ($name:ident, $test:ident, $backend:expr, $unset:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            match $backend {
+                Some(backend) => {
+                    let _turn = $crate::ONE_AT_A_TIME.lock().await;
+                    super::$name(backend).await
+                }
+                None => eprintln!($unset),
+            }
+        }
+    };
 }
