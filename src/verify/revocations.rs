@@ -20,7 +20,7 @@ use std::{
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    QueryResult, Statement, TransactionTrait,
+    QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 use super::{
@@ -52,9 +52,18 @@ impl Revocations {
     }
 
     /// A transaction whose revocations are announced when, and only when, it commits.
+    ///
+    /// On SQLite it is a write transaction from its `BEGIN` (`IMMEDIATE`): these transactions
+    /// read before they write, and a deferred one that read while another connection committed
+    /// a write (a last-used flush, say) could not upgrade and would fail at once with "database
+    /// is locked", busy timeout or not. Begun immediate, it queues behind the writer instead.
     pub async fn begin(&self, db: &DatabaseConnection) -> Result<RevokingTransaction, DbErr> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
         Ok(RevokingTransaction {
-            txn: db.begin().await?,
+            txn: db.begin_with_options(options).await?,
             revoked: Mutex::new(Vec::new()),
             local: self.local.clone(),
         })

@@ -64,6 +64,58 @@ async fn no_issued_key_appears_anywhere_in_the_sqlite_files() {
     drop(database);
 }
 
+/// A change that reads before it writes (a rotation, a deletion) while another connection is
+/// writing (a last-used flush, another process) waits its turn; a deferred SQLite transaction
+/// would have read a snapshot it could not write from and failed at once with a 500.
+#[tokio::test]
+async fn on_sqlite_a_change_made_while_another_connection_writes_waits_instead_of_failing() {
+    use sea_orm::{ConnectionTrait, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    let app = spawn_app(Backend::Sqlite).await;
+    let session = app.create_user("carol", false).await;
+    let rotated = app.create_token(&session, "thermostat").await;
+    let deleted = app.create_token(&session, "car").await;
+    for (method, path) in [
+        (
+            reqwest::Method::POST,
+            format!("/api/tokens/{}/rotate/", rotated.id),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/tokens/{}/", deleted.id),
+        ),
+    ] {
+        let other = app.db().await;
+        let writer = other
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+            .expect("another connection takes the write lock");
+        writer
+            .execute_unprepared("UPDATE users SET is_admin = is_admin")
+            .await
+            .expect("the other connection writes");
+        let finish = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            writer.commit().await.expect("the other connection commits");
+        });
+        let response = app.request(method.clone(), &path, Some(&session)).await;
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "{method} {path} during another connection's write answered {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        finish.await.unwrap();
+    }
+    assert_eq!(
+        app.me_status(&deleted.key).await,
+        StatusCode::UNAUTHORIZED,
+        "the deletion made during the other write holds"
+    );
+}
+
 async fn instances_starting_together_on_one_empty_database_all_come_up(backend: Backend) {
     let database = TestDatabase::create(&backend).await;
     let settings = test_settings(&database.url);
