@@ -168,6 +168,9 @@ pub struct Metrics {
     pub misses: PerThreadCount,
     /// Requests refused for their token's rate limit.
     pub rate_limited: AtomicU64,
+    /// Cache misses the direct path (SQLite file, a worker's own connections) could not answer,
+    /// answered through the shared pool instead: should stay 0.
+    pub direct_lookup_fallbacks: AtomicU64,
     /// Times the revocation listener (PostgreSQL `LISTEN`) connected again after losing its
     /// connection.
     pub bus_reconnects: AtomicU64,

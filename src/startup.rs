@@ -62,7 +62,7 @@ impl Background {
             capacity: settings.verify_cache,
             ttl: settings.verify_cache_ttl,
         };
-        let lookup = Lookup::new(db.clone(), &settings.database_url);
+        let lookup = Lookup::new(db.clone(), &settings.database_url, metrics.clone());
         let mut verifier = Verifier::new(&config, shared, lookup).counting_into(metrics);
         if let Some(shared) = shared_limits {
             verifier = verifier.sharing_rate_limits(shared);

@@ -181,6 +181,12 @@ impl Collector for Scrape {
         )?;
         counter(
             &mut encoder,
+            "multitoken_verify_direct_lookup_fallbacks",
+            "Cache misses the direct lookup could not answer, answered through the shared pool (each logged as a warning).",
+            Metrics::read(&self.metrics.direct_lookup_fallbacks),
+        )?;
+        counter(
+            &mut encoder,
             "multitoken_rate_limited",
             "Requests refused (429) for their token's rate limit.",
             Metrics::read(&self.metrics.rate_limited),

@@ -1,6 +1,9 @@
 //! The database's answer for one digest: on SQLite a direct read on the calling thread (see
-//! `sqlite`), on PostgreSQL one prepared statement through the calling worker's own connections
-//! (see `postgres`); when either cannot answer, one query through the shared pool. Reads only.
+//! `sqlite`), on PostgreSQL and MariaDB one prepared statement through the calling worker's own
+//! connections (see `postgres`, `mariadb`); when a direct path cannot answer, one query through
+//! the shared pool, counted for `/metrics`. Reads only.
+
+use std::sync::Arc;
 
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
@@ -12,18 +15,21 @@ use uuid::Uuid;
 use super::{
     bus,
     checks::{self, AuthError, Authenticated},
-    postgres, sqlite,
+    mariadb, postgres, sqlite,
 };
 use crate::{
     auth::key::KeyDigest,
     db,
     entities::{tokens, users},
+    metrics::Metrics,
 };
 
 /// Where a cache miss reads from.
 pub struct Lookup {
     db: DatabaseConnection,
     direct: Direct,
+    /// Where fallbacks to the pool are counted.
+    metrics: Arc<Metrics>,
 }
 
 /// The path that answers a miss without the shared pool.
@@ -32,21 +38,29 @@ enum Direct {
     Sqlite(String),
     /// The PostgreSQL URL, for the calling worker's own connections.
     Postgres(String),
+    /// The MariaDB (MySQL) URL, likewise.
+    MariaDb(String),
     /// Neither: every lookup goes through the pool.
     Pool,
 }
 
 impl Lookup {
-    /// Lookups in `db`, reached at `database_url`.
-    pub fn new(db: DatabaseConnection, database_url: &str) -> Lookup {
+    /// Lookups in `db`, reached at `database_url`, counting into `metrics`.
+    pub fn new(db: DatabaseConnection, database_url: &str, metrics: Arc<Metrics>) -> Lookup {
         let direct = if let Some(file) = db::sqlite_file(database_url) {
             Direct::Sqlite(file)
         } else if database_url.starts_with("postgres") {
             Direct::Postgres(database_url.to_owned())
+        } else if database_url.starts_with("mysql") {
+            Direct::MariaDb(database_url.to_owned())
         } else {
             Direct::Pool
         };
-        Lookup { db, direct }
+        Lookup {
+            db,
+            direct,
+            metrics,
+        }
     }
 
     /// The token and owner stored under `digest`, through every check of [`checks::accept`].
@@ -54,12 +68,14 @@ impl Lookup {
         let direct = match &self.direct {
             Direct::Sqlite(file) => Some(sqlite::find(file, digest).map_err(|why| why.0)),
             Direct::Postgres(url) => Some(postgres::find(url, digest).await.map_err(|why| why.0)),
+            Direct::MariaDb(url) => Some(mariadb::find(url, digest).await.map_err(|why| why.0)),
             Direct::Pool => None,
         };
         let found = match direct {
             Some(Ok(found)) => found.map(|(token, user)| (token, Some(user))),
             Some(Err(why)) => {
                 log::warn!("direct lookup fell back to the pool: {why}");
+                Metrics::count(&self.metrics.direct_lookup_fallbacks);
                 pooled(&self.db, digest).await?
             }
             None => pooled(&self.db, digest).await?,

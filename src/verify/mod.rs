@@ -1,7 +1,7 @@
 //! Token verification, the hot path, in one place. A request's key (taken from its header by
 //! `routes::extract`) is parsed once into a `TokenKey` by [`Verifier::verify_text`]:
-//! digest → cache → on a miss, one lookup by digest (`lookup`; `sqlite` and `postgres` are its
-//! direct paths) → `checks::accept` →
+//! digest → cache → on a miss, one lookup by digest (`lookup`; `sqlite`, `postgres` and `mariadb`
+//! are its direct paths) → `checks::accept` →
 //! cached → use noted in memory (`last_used`, written back in batches). Nothing on this path
 //! writes to the database.
 //!
@@ -14,6 +14,8 @@ pub mod checks;
 pub mod direct;
 pub mod last_used;
 pub mod lookup;
+pub mod mariadb;
+pub mod own_connections;
 pub mod postgres;
 pub mod rate_limit;
 pub mod refusals;

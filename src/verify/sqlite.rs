@@ -201,7 +201,7 @@ mod tests {
         user_service::set_active(&db, &none, &cli, user.clone(), false)
             .await
             .unwrap();
-        let lookup = Lookup::new(db.clone(), &url);
+        let lookup = Lookup::new(db.clone(), &url, Default::default());
         assert!(
             matches!(
                 lookup.authenticate(&digest).await,

@@ -513,7 +513,11 @@ mod tests {
 
     /// These tests never reach the database.
     fn unused_lookup() -> Lookup {
-        Lookup::new(sea_orm::DatabaseConnection::default(), "unused://")
+        Lookup::new(
+            sea_orm::DatabaseConnection::default(),
+            "unused://",
+            Default::default(),
+        )
     }
 
     fn authenticated(user: Uuid, token: Uuid) -> Authenticated {

@@ -20,6 +20,7 @@ on_every_backend!(
     a_login_that_evicts_the_oldest_session_refuses_it_at_once,
     a_cached_token_expires_exactly_when_it_should,
     with_the_cache_disabled_every_request_asks_the_database,
+    every_miss_is_answered_by_the_direct_lookup_with_every_column_read,
     lookups_cut_short_by_a_bad_request_leave_no_connection_behind,
 );
 
@@ -331,6 +332,97 @@ async fn with_the_cache_disabled_every_request_asks_the_database(backend: Backen
         app.me_status(&device.key).await,
         StatusCode::UNAUTHORIZED,
         "without a cache, a row gone is a token gone"
+    );
+}
+
+/// A cache miss is read by the backend's direct path (the SQLite file, or a worker's own
+/// connections on PostgreSQL and MariaDB), not by the shared pool it falls back to on trouble: a
+/// column it could not decode would still answer (through the pool) and only show as a
+/// fallback. So every policy column is set, the previous key too, and `/metrics` must count
+/// every miss and no fallback.
+async fn every_miss_is_answered_by_the_direct_lookup_with_every_column_read(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| settings.verify_cache = 0).await;
+    let session = app.create_user("dora", false).await;
+    let (status, created) = status_and_json(
+        app.post(
+            "/api/tokens/",
+            Some(&session),
+            json!({
+                "name": "every column",
+                "description": "set",
+                "expires_in_days": 30,
+                "read_only": true,
+                "scopes": ["telemetry"],
+                "allowed_ips": ["127.0.0.0/8"],
+                "idle_expiry_days": 7,
+                "max_uses": 1000,
+                "metadata": {"room": 4},
+                "rate_limit_per_minute": 600,
+            }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (id, old_key) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["id_token"].as_str().unwrap().to_owned(),
+    );
+    // Rotated by its owner (a full-access session): the old key works through its grace, from
+    // the row's previous-key columns.
+    let (status, rotated) = status_and_json(
+        app.post(
+            &format!("/api/tokens/{id}/rotate/"),
+            Some(&session),
+            json!({"grace_seconds": 3600}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_key = rotated["id_token"].as_str().unwrap().to_owned();
+    let metrics = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{text}"))
+    };
+    let before = app
+        .get("/metrics", Some(&app.admin_key))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let misses_before = metrics(&before, "multitoken_verify_cache_misses_total");
+    for (which, key) in [("new", &new_key), ("old, in its grace", &old_key)] {
+        for _ in 0..5 {
+            let (status, me) = status_and_json(app.get("/api/me/", Some(key)).await).await;
+            assert_eq!(status, StatusCode::OK, "the {which} key: {me}");
+            let token = &me["token"];
+            assert_eq!(token["name"], "every column", "{me}");
+            assert_eq!(token["description"], "set", "{me}");
+            assert_eq!(token["read_only"], true, "{me}");
+            assert_eq!(token["scopes"], json!(["telemetry"]), "{me}");
+            assert_eq!(token["allowed_ips"], json!(["127.0.0.0/8"]), "{me}");
+            assert_eq!(token["idle_expiry_days"], 7, "{me}");
+            assert_eq!(token["metadata"], json!({"room": 4}), "{me}");
+            assert_eq!(token["rate_limit_per_minute"], 600, "{me}");
+            assert!(token["expires_at"].is_string(), "{me}");
+            assert!(token["remaining_uses"].is_u64(), "{me}");
+            assert_eq!(me["user"], "dora", "{me}");
+        }
+    }
+    let after = app
+        .get("/metrics", Some(&app.admin_key))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let misses = metrics(&after, "multitoken_verify_cache_misses_total") - misses_before;
+    assert!(misses >= 10, "ten requests, ten misses at least: {misses}");
+    assert_eq!(
+        metrics(&after, "multitoken_verify_direct_lookup_fallbacks_total"),
+        0,
+        "no miss fell back to the shared pool"
     );
 }
 
