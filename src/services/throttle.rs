@@ -83,6 +83,9 @@ pub struct LoginThrottle {
     store: Store,
     /// Woken whenever an attempt of this instance settles, so that waiting ones look again.
     settled: tokio::sync::Notify,
+    /// Attempts of this instance settled so far: a waiting attempt that needs more settlements
+    /// before it could possibly go does not read the store again at every one.
+    settlements: std::sync::atomic::AtomicU64,
     /// Attempts refused here, for `/metrics`.
     refused: std::sync::atomic::AtomicU64,
 }
@@ -150,6 +153,7 @@ impl LoginThrottle {
             config,
             store,
             settled: tokio::sync::Notify::new(),
+            settlements: std::sync::atomic::AtomicU64::new(0),
             refused: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -221,6 +225,7 @@ impl LoginThrottle {
         // while one that took its turn earlier is seen here with a time no later than that.
         // (Taken before the insert, two racing attempts could each miss the other.)
         let ticket = whole_millis(now()).max(at);
+        let mut settlements_at_read = self.settlements();
         let mut seen = Vec::new();
         for record in &mut attempt.records {
             record.at = ticket;
@@ -255,15 +260,33 @@ impl LoginThrottle {
                 Decision::Refuse(retry_after) => retry_after,
                 Decision::Wait if tokio::time::Instant::now() >= deadline => BUSY_RETRY,
                 Decision::Wait => {
-                    // Registered before the store is read again, so no settlement slips between.
-                    let settled = self.settled.notified();
-                    tokio::pin!(settled);
-                    settled.as_mut().enable();
+                    // Each settlement here takes at most one attempt ahead out of flight: one
+                    // far back in the queue sleeps through those it needs (other instances'
+                    // settlements, and time moving the window, it sees at the next poll).
+                    let needed = attempt
+                        .records
+                        .iter()
+                        .zip(&seen)
+                        .map(|(record, others)| {
+                            settlements_needed(others, record, &self.config, now())
+                        })
+                        .max()
+                        .unwrap_or(1);
                     let wake = deadline.min(tokio::time::Instant::now() + POLL_EVERY);
-                    tokio::select! {
-                        () = settled => {}
-                        () = tokio::time::sleep_until(wake) => {}
+                    loop {
+                        // Registered before the count is read, so no settlement slips between.
+                        let settled = self.settled.notified();
+                        tokio::pin!(settled);
+                        settled.as_mut().enable();
+                        if self.settlements() - settlements_at_read >= needed {
+                            break;
+                        }
+                        tokio::select! {
+                            () = settled => {}
+                            () = tokio::time::sleep_until(wake) => break,
+                        }
                     }
+                    settlements_at_read = self.settlements();
                     seen.clear();
                     for record in &attempt.records {
                         match self.read_others(record).await {
@@ -285,6 +308,17 @@ impl LoginThrottle {
         }
     }
 
+    fn settlements(&self) -> u64 {
+        self.settlements.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Counts a settlement and wakes the waiting attempts.
+    fn settle(&self) {
+        self.settlements
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.settled.notify_waiters();
+    }
+
     /// Attempts this instance refused since it started (logins and pairing codes).
     pub fn refused(&self) -> u64 {
         self.refused.load(std::sync::atomic::Ordering::Relaxed)
@@ -299,7 +333,7 @@ impl LoginThrottle {
             }
             self.remove(record).await?;
         }
-        self.settled.notify_waiters();
+        self.settle();
         Ok(())
     }
 
@@ -308,7 +342,7 @@ impl LoginThrottle {
         for record in &attempt.records {
             self.mark_failed(record).await?;
         }
-        self.settled.notify_waiters();
+        self.settle();
         Ok(())
     }
 
@@ -333,7 +367,7 @@ impl LoginThrottle {
                 log::warn!("could not withdraw a login attempt record: {e}");
             }
         }
-        self.settled.notify_waiters();
+        self.settle();
     }
 
     /// Adds the record, in flight, at its provisional time.
@@ -624,17 +658,35 @@ fn decide(others: &[Seen], own: &Record, config: &ThrottleConfig, now: DateTime<
         }
     }
     let recent_failures = failures.iter().filter(|at| **at >= window_start).count();
-    let turn = |at: DateTime<Utc>, id: Uuid| (at, id.as_u128() & !1);
-    let ahead = others
-        .iter()
-        .filter(|seen| !seen.failed && seen.at >= window_start)
-        .filter(|seen| turn(seen.at, seen.id) < turn(own.at, own.id))
-        .count();
-    if recent_failures + ahead >= limit {
+    if recent_failures + in_flight_ahead(others, own, window_start) >= limit {
         Decision::Wait
     } else {
         Decision::Go
     }
+}
+
+/// The attempts in flight (within the window) that took their turn before `own`.
+fn in_flight_ahead(others: &[Seen], own: &Record, window_start: DateTime<Utc>) -> usize {
+    let turn = |at: DateTime<Utc>, id: Uuid| (at, id.as_u128() & !1);
+    others
+        .iter()
+        .filter(|seen| !seen.failed && seen.at >= window_start)
+        .filter(|seen| turn(seen.at, seen.id) < turn(own.at, own.id))
+        .count()
+}
+
+/// How many settlements a waiting attempt needs at least before it could go: each takes one
+/// attempt ahead of it out of flight (failures are not counted on: a success may forgive them
+/// all at once). At least one.
+fn settlements_needed(
+    others: &[Seen],
+    own: &Record,
+    config: &ThrottleConfig,
+    now: DateTime<Utc>,
+) -> u64 {
+    let limit = own.limit.max(1) as usize;
+    let ahead = in_flight_ahead(others, own, now - delta(config.window));
+    (ahead + 1).saturating_sub(limit).max(1) as u64
 }
 
 /// Whole milliseconds, as Redis scores hold them: every reader then orders alike.
