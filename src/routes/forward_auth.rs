@@ -5,7 +5,7 @@ use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
     http::{
         Method,
-        header::{self, HeaderValue},
+        header::{self, HeaderName, HeaderValue},
     },
     route,
 };
@@ -16,15 +16,17 @@ use crate::{error::ApiError, services::tokens::policy, verify::Authenticated};
 
 const FORWARDED_METHOD: &str = "x-forwarded-method";
 const ORIGINAL_METHOD: &str = "x-original-method";
-const KIND_HEADER: &str = "X-Auth-Token-Kind";
-const SCOPES_HEADER: &str = "X-Auth-Scopes";
-const READ_ONLY_HEADER: &str = "X-Auth-Read-Only";
-const EXPIRES_AT_HEADER: &str = "X-Auth-Expires-At";
+// Names made once, not parsed and copied from text on every answer (as before, they go out in
+// lower case; header names are case-insensitive).
+const KIND_HEADER: HeaderName = HeaderName::from_static("x-auth-token-kind");
+const SCOPES_HEADER: HeaderName = HeaderName::from_static("x-auth-scopes");
+const READ_ONLY_HEADER: HeaderName = HeaderName::from_static("x-auth-read-only");
+const EXPIRES_AT_HEADER: HeaderName = HeaderName::from_static("x-auth-expires-at");
 
-const USER_HEADER: &str = "X-Auth-User";
-const TOKEN_ID_HEADER: &str = "X-Auth-Token-Id";
-const TOKEN_NAME_HEADER: &str = "X-Auth-Token-Name";
-const ADMIN_HEADER: &str = "X-Auth-Admin";
+const USER_HEADER: HeaderName = HeaderName::from_static("x-auth-user");
+const TOKEN_ID_HEADER: HeaderName = HeaderName::from_static("x-auth-token-id");
+const TOKEN_NAME_HEADER: HeaderName = HeaderName::from_static("x-auth-token-name");
+const ADMIN_HEADER: HeaderName = HeaderName::from_static("x-auth-admin");
 
 /// Verify the presented token for a reverse proxy. The answer has no body: the caller is in the
 /// headers. Usernames and token names may hold any script, so their header values are
@@ -80,16 +82,24 @@ pub async fn verify_token(req: HttpRequest) -> HttpResponse {
 }
 
 fn caller_headers(caller: &Authenticated) -> HttpResponse {
+    let flag = |on: bool| HeaderValue::from_static(if on { "true" } else { "false" });
+    let mut id = uuid::Uuid::encode_buffer();
     let mut response = HttpResponse::Ok();
     response
         .insert_header((USER_HEADER, header_safe(&caller.user.username)))
-        .insert_header((TOKEN_ID_HEADER, caller.token.id.to_string()))
+        .insert_header((
+            TOKEN_ID_HEADER,
+            caller.token.id.hyphenated().encode_lower(&mut id) as &str,
+        ))
         .insert_header((TOKEN_NAME_HEADER, header_safe(&caller.token.name)))
-        .insert_header((ADMIN_HEADER, caller.user.is_admin.to_string()))
-        .insert_header((KIND_HEADER, caller.token.kind.as_str()))
+        .insert_header((ADMIN_HEADER, flag(caller.user.is_admin)))
+        .insert_header((
+            KIND_HEADER,
+            HeaderValue::from_static(caller.token.kind.as_str()),
+        ))
         // Scopes are `A-Za-z0-9:._-` words: header-safe as they are.
         .insert_header((SCOPES_HEADER, caller.access.scopes().join(" ")))
-        .insert_header((READ_ONLY_HEADER, caller.access.read_only().to_string()));
+        .insert_header((READ_ONLY_HEADER, flag(caller.access.read_only())));
     if let Some(expires_at) = caller.token.expires_at {
         response.insert_header((EXPIRES_AT_HEADER, timestamp::rfc3339(expires_at)));
     }

@@ -267,6 +267,41 @@ async fn a_lost_listen_connection_never_leaves_a_revoked_token_cached() {
     b.handle.stop(true).await;
 }
 
+/// MariaDB's twin of the lost listener: while an instance cannot read `revocation_log` (here the
+/// table is renamed away), it cannot learn of revocations, so its cache is emptied and bypassed:
+/// a token deleted meanwhile is refused at once, even though nothing announced it.
+#[tokio::test]
+async fn a_failing_revocation_poll_never_leaves_a_revoked_token_cached() {
+    let Some(backend) = Backend::mariadb() else {
+        eprintln!("MULTITOKEN_TEST_MYSQL_URL is not set: multi-instance test skipped");
+        return;
+    };
+    let Cached {
+        a,
+        b,
+        session,
+        device,
+    } = a_device_cached_on_b(backend, "thermostat").await;
+    let db = a.db().await;
+    db.execute_unprepared("RENAME TABLE revocation_log TO revocation_log_away")
+        .await
+        .unwrap();
+    // A few polls fail.
+    tokio::time::sleep(3 * multitoken::verify::revocations::POLL_EVERY).await;
+    a.delete_token_row(&device.id).await;
+    assert_eq!(
+        b.me_status(&device.key).await,
+        StatusCode::UNAUTHORIZED,
+        "deleted while B could not poll: B must not answer from its cache"
+    );
+    db.execute_unprepared("RENAME TABLE revocation_log_away TO revocation_log")
+        .await
+        .unwrap();
+    wait_for_listeners(&a, 2).await;
+    assert_cache_live(&a, &b, &session, "probe after the poll recovered").await;
+    b.handle.stop(true).await;
+}
+
 async fn a_key_rotated_with_no_grace_through_one_instance_is_refused_by_another_within_a_second(
     backend: Backend,
 ) {
