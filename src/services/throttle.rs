@@ -898,4 +898,30 @@ mod tests {
         assert_eq!(address_key("::ffff:10.0.0.1"), "addr:10.0.0.1");
         assert_eq!(address_key("10.0.0.1"), "addr:10.0.0.1");
     }
+
+    #[test]
+    fn a_waiting_attempt_sleeps_through_the_settlements_it_cannot_go_before() {
+        let now = Utc::now();
+        let in_flight = |ms_ago: i64| Seen {
+            at: now - TimeDelta::milliseconds(ms_ago),
+            id: Uuid::now_v7(),
+            failed: false,
+        };
+        let needed = |others: &[Seen]| settlements_needed(others, &own(now), &config(), now);
+        // Limit 5: with 12 ahead, 8 must settle before 4 are left ahead and it could go.
+        let twelve: Vec<Seen> = (1..=12).map(in_flight).collect();
+        assert_eq!(needed(&twelve), 8);
+        assert_eq!(decided(&twelve, now), Decision::Wait);
+        // Failures (which a success may forgive) and later attempts do not count: re-read at
+        // the next settlement.
+        let mut few = failures_at(now, &[1, 2, 3, 4, 5]);
+        few.extend((1..=2).map(in_flight));
+        few.push(Seen {
+            at: now + TimeDelta::milliseconds(5),
+            id: Uuid::now_v7(),
+            failed: false,
+        });
+        assert_eq!(needed(&few), 1);
+        assert_eq!(needed(&[]), 1, "at least one");
+    }
 }
