@@ -11,7 +11,7 @@ use sea_orm::sqlx::{
 
 use super::{
     direct::{self, LOOKUP_SQL_MARIADB, Unanswered},
-    own_connections::{Connections, OfThisThread},
+    own_connections::{OfThisThread, query_on_own},
 };
 use crate::{
     auth::key::KeyDigest,
@@ -27,17 +27,16 @@ pub async fn find(
     url: &str,
     digest: &KeyDigest,
 ) -> Result<Option<(tokens::Model, users::Model)>, Unanswered> {
-    let connections = Connections::of_this_thread(&WORKER_CONNECTIONS, url, |url| {
-        Ok(MySqlConnectOptions::from_str(url)?.disable_statement_logging())
-    })?;
-    let mut connection = connections.take().await?;
     let mut hex = [0u8; 64];
     let hex = digest.write_hex(&mut hex);
-    let row = sqlx::query(LOOKUP_SQL_MARIADB)
-        .bind(hex)
-        .bind(hex)
-        .fetch_optional(connection.get())
-        .await?;
-    connection.give_back();
+    let options = |url: &str| Ok(MySqlConnectOptions::from_str(url)?.disable_statement_logging());
+    let row = query_on_own(&WORKER_CONNECTIONS, url, options, async |connection| {
+        sqlx::query(LOOKUP_SQL_MARIADB)
+            .bind(hex)
+            .bind(hex)
+            .fetch_optional(connection)
+            .await
+    })
+    .await?;
     row.as_ref().map(direct::decode).transpose()
 }

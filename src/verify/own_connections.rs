@@ -48,7 +48,7 @@ pub struct Connections<C: Connection> {
 
 impl<C: Connection> Connections<C> {
     /// This thread's connections to `url`, made with `options` the first time.
-    pub fn of_this_thread(
+    fn of_this_thread(
         all: &'static LocalKey<OfThisThread<C>>,
         url: &str,
         options: impl FnOnce(&str) -> Result<C::Options, Unanswered>,
@@ -72,7 +72,7 @@ impl<C: Connection> Connections<C> {
     /// An idle connection, a new one while fewer than the limit are open, else the next one
     /// given back. Cancellation-safe: a lookup dropped while connecting (its request failed on
     /// another extractor, say) gives its place back through `Taken`'s drop.
-    pub async fn take(self: &Rc<Self>) -> Result<Taken<C>, Unanswered> {
+    async fn take(self: &Rc<Self>) -> Result<Taken<C>, Unanswered> {
         loop {
             if let Some(connection) = self.idle.borrow_mut().pop() {
                 return Ok(self.place(Some(connection)));
@@ -105,21 +105,37 @@ impl<C: Connection> Connections<C> {
     }
 }
 
+/// Runs `query` on one of this thread's connections to `url` (made with `options` the first
+/// time) and gives the connection back only if it succeeded: what both direct lookups on
+/// database servers do.
+pub async fn query_on_own<C: Connection, T>(
+    all: &'static LocalKey<OfThisThread<C>>,
+    url: &str,
+    options: impl FnOnce(&str) -> Result<C::Options, Unanswered>,
+    query: impl AsyncFnOnce(&mut C) -> Result<T, sea_orm::sqlx::Error>,
+) -> Result<T, Unanswered> {
+    let connections = Connections::of_this_thread(all, url, options)?;
+    let mut connection = connections.take().await?;
+    let answer = query(connection.get()).await?;
+    connection.give_back();
+    Ok(answer)
+}
+
 /// One of a worker's places, taken: its connection is given back after a clean lookup; dropped
 /// any other way (an error, a request dropped mid-query or mid-connect) the connection, whose
 /// protocol state is unknown, is closed and the place freed.
-pub struct Taken<C: Connection> {
+struct Taken<C: Connection> {
     connection: Option<C>,
     home: Rc<Connections<C>>,
     given_back: bool,
 }
 
 impl<C: Connection> Taken<C> {
-    pub fn get(&mut self) -> &mut C {
+    fn get(&mut self) -> &mut C {
         self.connection.as_mut().expect("connected before use")
     }
 
-    pub fn give_back(mut self) {
+    fn give_back(mut self) {
         if let Some(connection) = self.connection.take() {
             self.home.idle.borrow_mut().push(connection);
             self.given_back = true;

@@ -13,7 +13,7 @@ use sea_orm::sqlx::{
 
 use super::{
     direct::{self, LOOKUP_SQL, Unanswered},
-    own_connections::{Connections, OfThisThread},
+    own_connections::{OfThisThread, query_on_own},
 };
 use crate::{
     auth::key::KeyDigest,
@@ -29,15 +29,15 @@ pub async fn find(
     url: &str,
     digest: &KeyDigest,
 ) -> Result<Option<(tokens::Model, users::Model)>, Unanswered> {
-    let connections = Connections::of_this_thread(&WORKER_CONNECTIONS, url, |url| {
-        Ok(PgConnectOptions::from_str(url)?.disable_statement_logging())
-    })?;
-    let mut connection = connections.take().await?;
     let mut hex = [0u8; 64];
-    let row = sqlx::query(LOOKUP_SQL)
-        .bind(digest.write_hex(&mut hex))
-        .fetch_optional(connection.get())
-        .await?;
-    connection.give_back();
+    let hex = digest.write_hex(&mut hex);
+    let options = |url: &str| Ok(PgConnectOptions::from_str(url)?.disable_statement_logging());
+    let row = query_on_own(&WORKER_CONNECTIONS, url, options, async |connection| {
+        sqlx::query(LOOKUP_SQL)
+            .bind(hex)
+            .fetch_optional(connection)
+            .await
+    })
+    .await?;
     row.as_ref().map(direct::decode).transpose()
 }

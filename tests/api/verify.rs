@@ -335,6 +335,15 @@ async fn with_the_cache_disabled_every_request_asks_the_database(backend: Backen
     );
 }
 
+/// `/metrics` as an admin reads it.
+async fn scraped(app: &TestApp) -> String {
+    app.get("/metrics", Some(&app.admin_key))
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A cache miss is read by the backend's direct path (the SQLite file, or a worker's own
 /// connections on PostgreSQL and MariaDB), not by the shared pool it falls back to on trouble: a
 /// column it could not decode would still answer (through the pool) and only show as a
@@ -386,12 +395,7 @@ async fn every_miss_is_answered_by_the_direct_lookup_with_every_column_read(back
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} in:\n{text}"))
     };
-    let before = app
-        .get("/metrics", Some(&app.admin_key))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let before = scraped(&app).await;
     let misses_before = metrics(&before, "multitoken_verify_cache_misses_total");
     for (which, key) in [("new", &new_key), ("old, in its grace", &old_key)] {
         for _ in 0..5 {
@@ -411,12 +415,7 @@ async fn every_miss_is_answered_by_the_direct_lookup_with_every_column_read(back
             assert_eq!(me["user"], "dora", "{me}");
         }
     }
-    let after = app
-        .get("/metrics", Some(&app.admin_key))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let after = scraped(&app).await;
     let misses = metrics(&after, "multitoken_verify_cache_misses_total") - misses_before;
     assert!(misses >= 10, "ten requests, ten misses at least: {misses}");
     assert_eq!(
