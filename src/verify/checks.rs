@@ -2,7 +2,13 @@
 //! the direct SQLite read) and whether or not the answer is then cached. Per-token policy checks
 //! (read-only, scopes, networks, uses) belong in [`accept`], after the owner's state.
 
-use std::{net::IpAddr, sync::Arc, time::Instant};
+use std::{
+    net::IpAddr,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
+
+use bytes::Bytes;
 
 use chrono::{DateTime, Utc};
 
@@ -56,6 +62,11 @@ pub struct Verified {
     pub(super) generation: u64,
     /// When that generation was read: the cache trusts the answer for one TTL from here.
     pub(super) looked_up: Instant,
+    /// This answer as the HTTP layer writes it for the caller (`/api/me/`'s body), made at its
+    /// first use and shared by every later hit on the same cached answer, so a device polling
+    /// `/api/me/` costs a copy, not a serialization. It never outlives what it shows: a new
+    /// lookup, a use taken or a re-stamp makes a new answer with an empty one.
+    pub rendered: OnceLock<Bytes>,
 }
 
 impl std::ops::Deref for Authenticated {
@@ -87,6 +98,7 @@ impl Authenticated {
             token,
             generation: 0,
             looked_up: Instant::now(),
+            rendered: OnceLock::new(),
         }))
     }
 
@@ -102,6 +114,7 @@ impl Authenticated {
             token,
             generation: self.generation,
             looked_up: self.looked_up,
+            rendered: OnceLock::new(),
         }))
     }
 
@@ -121,6 +134,7 @@ impl Authenticated {
                 previous_key: self.previous_key,
                 generation,
                 looked_up,
+                rendered: OnceLock::new(),
             })),
         }
     }

@@ -14,6 +14,7 @@ mod cli;
 mod forms;
 mod instances;
 mod last_used;
+mod me;
 mod names;
 mod nginx;
 mod pairing;
