@@ -14,7 +14,7 @@ use super::{access_log, middleware::TokenExpiry};
 use actix_web::{
     FromRequest, HttpMessage, HttpRequest,
     dev::Payload,
-    http::header::{self, HeaderValue},
+    http::header::{self, HeaderName, HeaderValue},
     web,
 };
 use ipnet::IpNet;
@@ -91,7 +91,8 @@ impl FromRequest for ClientAddress {
     }
 }
 
-const FORWARDED_FOR: &str = "x-forwarded-for";
+/// A constant name: looking a header up by a `&str` parses the name on every request.
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Walks `X-Forwarded-For` from the right (the hop nearest us) past trusted proxies: the first
 /// address not trusted is the client. An entry that is no address ends the walk at the last

@@ -14,7 +14,7 @@ use std::{
 
 use actix_web::{
     Error, HttpMessage,
-    dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+    dev::{Service, ServiceRequest, ServiceResponse, Transform, Url, forward_ready},
     http::{
         Uri,
         header::{self, HeaderMap, HeaderName, HeaderValue},
@@ -80,10 +80,7 @@ where
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        if let Some(uri) = normalized(req.uri()) {
-            req.match_info_mut().get_mut().update(&uri);
-            req.head_mut().uri = uri;
-        }
+        normalize(&mut req);
         WithHeaders {
             inner: self.service.call(req),
             https_only: self.https_only,
@@ -188,6 +185,59 @@ fn add_headers(headers: &mut HeaderMap, https_only: bool) {
     }
 }
 
+/// Routes `req` by its normalized path (see [`normalized`]). Paths without a query are
+/// remembered per worker: a device polling `/api/me/` would otherwise pay for a new URI, its
+/// routing copy and their parsing on every request.
+fn normalize(req: &mut ServiceRequest) {
+    let uri = req.uri();
+    if uri.query().is_some() {
+        if let Some(uri) = normalized(uri) {
+            req.match_info_mut().get_mut().update(&uri);
+            req.head_mut().uri = uri;
+        }
+        return;
+    }
+    let url = RECENT_PATHS.with_borrow_mut(|recent| recent.normalized(uri));
+    if let Some(url) = url {
+        req.head_mut().uri = url.uri().clone();
+        *req.match_info_mut().get_mut() = url;
+    }
+}
+
+/// How many normalized paths each worker remembers: a few hot ones are polled by every device,
+/// the rest (paths with ids) come and go.
+const RECENT_PATH_SLOTS: usize = 8;
+
+thread_local! {
+    static RECENT_PATHS: std::cell::RefCell<RecentPaths> = const {
+        std::cell::RefCell::new(RecentPaths {
+            slots: [const { None }; RECENT_PATH_SLOTS],
+            next: 0,
+        })
+    };
+}
+
+/// Raw paths (no query) that needed normalizing, each with its routing form, replaced in turn.
+struct RecentPaths {
+    slots: [Option<(Box<str>, Url)>; RECENT_PATH_SLOTS],
+    next: usize,
+}
+
+impl RecentPaths {
+    /// The routing form of `uri` (which has no query), or `None` when it is already normal.
+    fn normalized(&mut self, uri: &Uri) -> Option<Url> {
+        let path = uri.path();
+        let known = self.slots.iter().flatten().find(|(raw, _)| **raw == *path);
+        if let Some((_, url)) = known {
+            return Some(url.clone());
+        }
+        let url = Url::new(normalized(uri)?);
+        self.slots[self.next] = Some((path.into(), url.clone()));
+        self.next = (self.next + 1) % RECENT_PATH_SLOTS;
+        Some(url)
+    }
+}
+
 /// The URI with repeated slashes merged and trailing ones trimmed (the root stays `/`), or
 /// `None` when it is already so, which is decided without allocating.
 fn normalized(uri: &Uri) -> Option<Uri> {
@@ -234,5 +284,37 @@ mod tests {
         assert_eq!(normal("/api/me"), "unchanged /api/me");
         assert_eq!(normal("/"), "unchanged /");
         assert_eq!(normal("/a?b=/"), "unchanged /a?b=/");
+    }
+
+    #[test]
+    fn remembered_paths_route_as_when_first_normalized_and_others_still_normalize() {
+        let mut recent = RecentPaths {
+            slots: [const { None }; RECENT_PATH_SLOTS],
+            next: 0,
+        };
+        let mut route = |raw: &str| {
+            let uri: Uri = raw.parse().unwrap();
+            recent
+                .normalized(&uri)
+                .map(|url| (url.uri().to_string(), url.path().to_owned()))
+        };
+        let me = Some(("/api/me".to_owned(), "/api/me".to_owned()));
+        assert_eq!(route("/api/me/"), me);
+        assert_eq!(route("/api/me/"), me, "remembered: the same routing form");
+        assert_eq!(route("/api/me"), None, "a normal path is left alone");
+        // More distinct paths than slots: each is still normalized, the oldest forgotten.
+        for n in 0..RECENT_PATH_SLOTS * 2 {
+            let expected = format!("/api/tokens/{n}");
+            assert_eq!(
+                route(&format!("/api//tokens/{n}/")),
+                Some((expected.clone(), expected))
+            );
+        }
+        assert_eq!(route("/api/me/"), me, "normalized again once forgotten");
+        assert_eq!(
+            route("/a%2Fb/"),
+            Some(("/a%2Fb".to_owned(), "/a%2Fb".to_owned())),
+            "escapes are kept as the router expects them"
+        );
     }
 }
