@@ -1,8 +1,13 @@
 //! Building the application: database, first admin, background tasks, HTTP server.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, dev::Server, middleware::Condition, web};
+use actix_web::{
+    App, HttpServer,
+    dev::{Server, ServerHandle},
+    middleware::Condition,
+    web,
+};
 use sea_orm::{DatabaseConnection, DbErr};
 
 use utoipa::OpenApi;
@@ -13,7 +18,7 @@ use crate::{
     config::Settings,
     db::{connect, connect_and_migrate},
     metrics::Metrics,
-    routes,
+    routes::{self, in_flight::InFlight},
     services::{
         audit, pairing, repeat_every,
         throttle::{self, LoginThrottle, ThrottleError},
@@ -31,6 +36,7 @@ pub struct Application {
     port: u16,
     server: Server,
     background: Background,
+    in_flight: InFlight,
 }
 
 /// The tasks that run beside the server: the revocation listener (PostgreSQL), the
@@ -255,7 +261,9 @@ impl Application {
                 source,
             })?
             .port();
-        let server = run(listener, state, settings.workers.map(|w| w.get())).map_err(|source| {
+        let in_flight = InFlight::default();
+        let workers = settings.workers.map(|w| w.get());
+        let server = run(listener, state, workers, in_flight.clone()).map_err(|source| {
             StartupError::Bind {
                 address: settings.bind.to_string(),
                 source,
@@ -266,6 +274,7 @@ impl Application {
             port,
             server,
             background,
+            in_flight,
         })
     }
 
@@ -273,10 +282,23 @@ impl Application {
         self.port
     }
 
-    /// Serves until stopped (SIGINT or SIGTERM stop it gracefully), then writes the last uses
-    /// of tokens still held in memory.
+    /// Serves until stopped, then writes the last uses of tokens still held in memory. SIGTERM
+    /// or SIGINT stop it gracefully: no new connections, requests in flight on every worker
+    /// finish (each answer closing its connection) before any worker stops, for at most
+    /// [`STOP_BOUND`]; a second signal stops it at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
+        let handle = self.server.handle();
+        // The server is polled throughout: it carries out the drain's commands, and it ends
+        // when they (or a `ServerHandle` elsewhere) stop it.
+        let stopping = async {
+            stop_signal().await;
+            drain_then_stop(&handle, &self.in_flight).await;
+            std::future::pending::<()>().await
+        };
+        let served = tokio::select! {
+            served = self.server => served,
+            () = stopping => unreachable!("pends once the server is told to stop"),
+        };
         self.background.stop().await;
         served
     }
@@ -286,10 +308,14 @@ impl Application {
     }
 }
 
+/// How long a graceful stop lets requests in flight run before it gives up on them.
+const STOP_BOUND: Duration = Duration::from_secs(30);
+
 fn run(
     listener: TcpListener,
     state: web::Data<AppState>,
     workers: Option<usize>,
+    in_flight: InFlight,
 ) -> std::io::Result<Server> {
     let access_log = routes::access_log::turned_on();
     let mut server = HttpServer::new(move || {
@@ -309,13 +335,58 @@ fn run(
             .wrap(routes::middleware::Essentials {
                 https_only: state.cookie_secure,
                 metrics: state.metrics.clone(),
+                in_flight: in_flight.clone(),
             })
             // The access log, when its level is on; off, it is left out of the stack.
             .wrap(Condition::new(access_log, routes::access_log::AccessLog))
     })
-    .shutdown_timeout(30);
+    // Signals are ours (`run_until_stopped`): actix-web would stop each worker as soon as its
+    // own connections were done, see `routes::in_flight`.
+    .disable_signals()
+    .shutdown_timeout(STOP_BOUND.as_secs());
     if let Some(workers) = workers {
         server = server.workers(workers);
     }
     Ok(server.listen(listener)?.run())
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => log::info!("SIGTERM received: stopping gracefully"),
+                    _ = tokio::signal::ctrl_c() => log::info!("SIGINT received: stopping gracefully"),
+                }
+                return;
+            }
+            Err(e) => log::warn!("cannot listen for SIGTERM ({e}); Ctrl-C still stops the server"),
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    log::info!("SIGINT received: stopping gracefully");
+}
+
+/// Stops accepting, lets every request in flight finish while all workers still run, then
+/// stops the workers. A second signal, or requests still running after `STOP_BOUND`, end it at
+/// once.
+async fn drain_then_stop(handle: &ServerHandle, in_flight: &InFlight) {
+    handle.pause().await;
+    in_flight.start_draining();
+    let graceful = tokio::select! {
+        drained = in_flight.drained(STOP_BOUND) => drained,
+        () = stop_signal() => false,
+    };
+    if !graceful {
+        log::warn!(
+            "stopping with {} requests still in flight",
+            in_flight.count()
+        );
+    }
+    handle.stop(graceful).await;
 }

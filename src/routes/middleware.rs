@@ -16,20 +16,24 @@ use actix_web::{
     Error, HttpMessage,
     dev::{Service, ServiceRequest, ServiceResponse, Transform, Url, forward_ready},
     http::{
-        Uri,
+        ConnectionType, Uri,
         header::{self, HeaderMap, HeaderName, HeaderValue},
         uri::PathAndQuery,
     },
 };
 use chrono::{DateTime, Utc};
 
-use super::api::timestamp;
+use super::{
+    api::timestamp,
+    in_flight::{self, InFlight},
+};
 use crate::metrics::Metrics;
 
 /// Paths are matched without a trailing slash and with single slashes (`/api/me/` and
 /// `//api//me` are `/api/me`); every answer gets `nosniff` and, unless its handler chose one,
 /// `Cache-Control: no-store` (answers carry keys and account data); HTML answers get the page
-/// headers; with secure cookies, HSTS.
+/// headers; with secure cookies, HSTS. Requests in flight are counted for a graceful stop, and
+/// while it drains every answer closes its connection.
 #[derive(Clone)]
 pub struct Essentials {
     /// The site is HTTPS-only (secure cookies): browsers are told to stay on it.
@@ -37,6 +41,7 @@ pub struct Essentials {
     /// Every answered request is counted here (by route pattern, method and status) for
     /// `/metrics`.
     pub metrics: Arc<Metrics>,
+    pub in_flight: InFlight,
 }
 
 impl<S, B> Transform<S, ServiceRequest> for Essentials
@@ -52,21 +57,43 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(EssentialsMiddleware {
             service,
-            https_only: self.https_only,
-            // Cloned per request as an `Rc`, which no other worker touches: an `Arc`'s shared
-            // count would be written by every worker on every request.
-            metrics: Rc::new(self.metrics.clone()),
+            worker: Rc::new(WorkerEssentials {
+                https_only: self.https_only,
+                metrics: self.metrics.clone(),
+                requests: self.in_flight.worker(),
+            }),
         }))
     }
 }
 
-/// The `Rc` around the `Arc` is the point: each request's future holds a clone, and cloning an
-/// `Rc` (one worker's own) writes no memory another worker writes, as an `Arc`'s count would.
-#[allow(clippy::redundant_allocation)]
 pub struct EssentialsMiddleware<S> {
     service: S,
+    /// Cloned per request as an `Rc`, which no other worker touches: an `Arc`'s shared count
+    /// would be written by every worker on every request.
+    worker: Rc<WorkerEssentials>,
+}
+
+/// What one worker's middleware holds.
+struct WorkerEssentials {
     https_only: bool,
-    metrics: Rc<Arc<Metrics>>,
+    metrics: Arc<Metrics>,
+    requests: in_flight::Worker,
+}
+
+/// A request counted in flight until it is answered or abandoned (its future dropped).
+struct Counted(Rc<WorkerEssentials>);
+
+impl Counted {
+    fn new(worker: &Rc<WorkerEssentials>) -> Counted {
+        worker.requests.begin();
+        Counted(worker.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.requests.end();
+    }
 }
 
 impl<S, B> Service<ServiceRequest> for EssentialsMiddleware<S>
@@ -82,23 +109,20 @@ where
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
         normalize(&mut req);
         WithHeaders {
-            inner: self.service.call(req),
-            https_only: self.https_only,
             started: Instant::now(),
-            metrics: self.metrics.clone(),
+            request: Counted::new(&self.worker),
+            inner: self.service.call(req),
         }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The inner service's answer, with the headers added once it is ready.
-    #[allow(clippy::redundant_allocation)]
     pub struct WithHeaders<F> {
         #[pin]
         inner: F,
-        https_only: bool,
         started: Instant,
-        metrics: Rc<Arc<Metrics>>,
+        request: Counted,
     }
 }
 
@@ -111,6 +135,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let worker = &this.request.0;
         let expiry = response
             .request()
             .extensions()
@@ -126,10 +151,16 @@ where
                     .insert(TOKEN_ROTATED, HeaderValue::from_static("true"));
             }
         }
-        add_headers(response.headers_mut(), *this.https_only);
+        add_headers(response.headers_mut(), worker.https_only);
+        if worker.requests.draining() {
+            response
+                .response_mut()
+                .head_mut()
+                .set_connection_type(ConnectionType::Close);
+        }
         let request = response.request();
         let route = request.match_pattern();
-        this.metrics.requests.record(
+        worker.metrics.requests.record(
             route.as_deref().unwrap_or("(unmatched)"),
             request.method().as_str(),
             response.status().as_u16(),

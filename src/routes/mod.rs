@@ -7,6 +7,7 @@ pub mod checkbox;
 pub mod extract;
 pub mod forward_auth;
 pub mod health;
+pub mod in_flight;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
