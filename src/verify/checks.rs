@@ -64,9 +64,10 @@ pub struct Verified {
     pub(super) looked_up: Instant,
     /// This answer as the HTTP layer writes it for the caller (`/api/me/`'s body), made at its
     /// first use and shared by every later hit on the same cached answer, so a device polling
-    /// `/api/me/` costs a copy, not a serialization. It never outlives what it shows: a new
-    /// lookup, a use taken or a re-stamp makes a new answer with an empty one.
-    pub rendered: OnceLock<Bytes>,
+    /// `/api/me/` shares bytes instead of serializing them again. It never outlives what it
+    /// shows: a new lookup or a use taken makes a new answer with an empty one, and a re-stamp
+    /// empties it.
+    pub(crate) rendered: OnceLock<Bytes>,
 }
 
 impl std::ops::Deref for Authenticated {
@@ -125,6 +126,7 @@ impl Authenticated {
             Some(verified) => {
                 verified.generation = generation;
                 verified.looked_up = looked_up;
+                verified.rendered = OnceLock::new();
                 self
             }
             None => Authenticated(Arc::new(Verified {

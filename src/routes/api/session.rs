@@ -189,29 +189,33 @@ pub async fn create_non_expiring_token(
     responses((status = 200, body = MeResponse), (status = 401, body = ErrorResponse))
 )]
 #[get("/api/me")]
-pub async fn me(caller: ApiUser) -> HttpResponse {
+pub async fn me(caller: ApiUser) -> Result<HttpResponse, ApiError> {
     let ApiUser(caller, _) = caller;
     // Rendered once per cached answer (a device polls this with the same key all day); the
     // bytes are shared, not serialized again, by every later hit.
-    let body = caller.rendered.get_or_init(|| {
-        let answer = MeResponse {
-            user: &caller.user.username,
-            is_admin: caller.user.is_admin,
-            token: PresentedToken {
-                id: caller.token.id,
-                name: &caller.token.name,
-                kind: caller.token.kind,
-                created_at: caller.token.created_at,
-                expires_at: caller.token.expires_at,
-                access: AccessView(&caller.access),
-            },
-        };
-        // Only maps with non-text keys fail to serialize, and this answer has none.
-        serde_json::to_vec(&answer).map_or_else(|_| Bytes::new(), Bytes::from)
-    });
-    HttpResponse::Ok()
+    let body = match caller.rendered.get() {
+        Some(body) => body.clone(),
+        None => {
+            let answer = MeResponse {
+                user: &caller.user.username,
+                is_admin: caller.user.is_admin,
+                token: PresentedToken {
+                    id: caller.token.id,
+                    name: &caller.token.name,
+                    kind: caller.token.kind,
+                    created_at: caller.token.created_at,
+                    expires_at: caller.token.expires_at,
+                    access: AccessView(&caller.access),
+                },
+            };
+            let body = Bytes::from(serde_json::to_vec(&answer).map_err(ApiError::internal)?);
+            caller.rendered.set(body.clone()).ok();
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, JSON))
-        .body(body.clone())
+        .body(body))
 }
 
 /// `Content-Type: application/json`, as a constant rather than formatted from a `Mime` per answer.
