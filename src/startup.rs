@@ -284,15 +284,18 @@ impl Application {
 
     /// Serves until stopped, then writes the last uses of tokens still held in memory. SIGTERM
     /// or SIGINT stop it gracefully: no new connections, requests in flight on every worker
-    /// finish (each answer closing its connection) before any worker stops, for at most
-    /// [`STOP_BOUND`]; a second signal stops it at once.
+    /// finish (each answer closing its connection) before any worker stops, within
+    /// [`DRAIN_BOUND`] and [`CLOSE_BOUND`]; a second signal while they finish, or SIGQUIT, stops
+    /// it at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        // The server is polled throughout: it carries out the drain's commands, and it ends
-        // when they (or a `ServerHandle` elsewhere) stop it.
+        // The server is polled throughout: it carries out the stop's commands, and it ends when
+        // they (or a `ServerHandle` elsewhere, as in the tests) stop it.
         let stopping = async {
-            stop_signal().await;
-            drain_then_stop(&handle, &self.in_flight).await;
+            match stop_signal().await {
+                Stop::Graceful => drain_then_stop(&handle, &self.in_flight).await,
+                Stop::Immediate => handle.stop(false).await,
+            }
             std::future::pending::<()>().await
         };
         let served = tokio::select! {
@@ -309,7 +312,9 @@ impl Application {
 }
 
 /// How long a graceful stop lets requests in flight run before it gives up on them.
-const STOP_BOUND: Duration = Duration::from_secs(30);
+const DRAIN_BOUND: Duration = Duration::from_secs(25);
+/// How long the workers then have to close their connections (actix-web's shutdown timeout).
+const CLOSE_BOUND: Duration = Duration::from_secs(5);
 
 fn run(
     listener: TcpListener,
@@ -343,50 +348,71 @@ fn run(
     // Signals are ours (`run_until_stopped`): actix-web would stop each worker as soon as its
     // own connections were done, see `routes::in_flight`.
     .disable_signals()
-    .shutdown_timeout(STOP_BOUND.as_secs());
+    .shutdown_timeout(CLOSE_BOUND.as_secs());
     if let Some(workers) = workers {
         server = server.workers(workers);
     }
     Ok(server.listen(listener)?.run())
 }
 
-/// SIGTERM or SIGINT (Ctrl-C).
-async fn stop_signal() {
+/// How a signal asks the server to stop.
+enum Stop {
+    /// SIGTERM, SIGINT (Ctrl-C): let the requests in flight finish.
+    Graceful,
+    /// SIGQUIT: stop serving at once (the last uses are still written).
+    Immediate,
+}
+
+async fn stop_signal() -> Stop {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = terminate.recv() => log::info!("SIGTERM received: stopping gracefully"),
-                    _ = tokio::signal::ctrl_c() => log::info!("SIGINT received: stopping gracefully"),
-                }
-                return;
+        match (signal(SignalKind::terminate()), signal(SignalKind::quit())) {
+            (Ok(mut terminate), Ok(mut quit)) => {
+                return tokio::select! {
+                    _ = terminate.recv() => {
+                        log::info!("SIGTERM received: stopping gracefully");
+                        Stop::Graceful
+                    }
+                    _ = tokio::signal::ctrl_c() => {
+                        log::info!("SIGINT received: stopping gracefully");
+                        Stop::Graceful
+                    }
+                    _ = quit.recv() => {
+                        log::info!("SIGQUIT received: stopping at once");
+                        Stop::Immediate
+                    }
+                };
             }
-            Err(e) => log::warn!("cannot listen for SIGTERM ({e}); Ctrl-C still stops the server"),
+            (Err(e), _) | (_, Err(e)) => {
+                log::warn!(
+                    "cannot listen for SIGTERM and SIGQUIT ({e}); Ctrl-C still stops the server"
+                )
+            }
         }
     }
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
     log::info!("SIGINT received: stopping gracefully");
+    Stop::Graceful
 }
 
-/// Stops accepting, lets every request in flight finish while all workers still run, then
-/// stops the workers. A second signal, or requests still running after `STOP_BOUND`, end it at
-/// once.
+/// Stops accepting, lets every request in flight finish while all workers still run, closes
+/// (see `routes::in_flight`), then stops the workers. A second signal, or requests still
+/// running after `DRAIN_BOUND`, stop them at once.
 async fn drain_then_stop(handle: &ServerHandle, in_flight: &InFlight) {
     handle.pause().await;
     in_flight.start_draining();
-    let graceful = tokio::select! {
-        drained = in_flight.drained(STOP_BOUND) => drained,
-        () = stop_signal() => false,
+    let drained = tokio::select! {
+        drained = in_flight.drain(DRAIN_BOUND) => drained,
+        _ = stop_signal() => false,
     };
-    if !graceful {
+    if !drained {
         log::warn!(
             "stopping with {} requests still in flight",
             in_flight.count()
         );
     }
-    handle.stop(graceful).await;
+    handle.stop(drained).await;
 }

@@ -13,19 +13,21 @@ use std::{
 };
 
 use actix_web::{
-    Error, HttpMessage,
-    dev::{Service, ServiceRequest, ServiceResponse, Transform, Url, forward_ready},
+    Error, HttpMessage, HttpResponse,
+    body::EitherBody,
+    dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     http::{
-        ConnectionType, Uri,
+        ConnectionType,
         header::{self, HeaderMap, HeaderName, HeaderValue},
-        uri::PathAndQuery,
     },
 };
 use chrono::{DateTime, Utc};
+use futures_util::future::Either;
 
 use super::{
     api::timestamp,
     in_flight::{self, InFlight},
+    paths::normalize,
 };
 use crate::metrics::Metrics;
 
@@ -48,7 +50,7 @@ impl<S, B> Transform<S, ServiceRequest> for Essentials
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
     type Transform = EssentialsMiddleware<S>;
     type InitError = ();
@@ -84,9 +86,10 @@ struct WorkerEssentials {
 struct Counted(Rc<WorkerEssentials>);
 
 impl Counted {
-    fn new(worker: &Rc<WorkerEssentials>) -> Counted {
-        worker.requests.begin();
-        Counted(worker.clone())
+    /// The request, counted, and whether it may be served (not once a stop has closed).
+    fn new(worker: &Rc<WorkerEssentials>) -> (Counted, bool) {
+        let admitted = worker.requests.begin();
+        (Counted(worker.clone()), admitted)
     }
 }
 
@@ -100,20 +103,38 @@ impl<S, B> Service<ServiceRequest> for EssentialsMiddleware<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
-    type Response = ServiceResponse<B>;
+    type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = WithHeaders<S::Future>;
+    type Future = Either<WithHeaders<S::Future>, Ready<Result<Self::Response, Error>>>;
 
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        normalize(&mut req);
-        WithHeaders {
-            started: Instant::now(),
-            request: Counted::new(&self.worker),
-            inner: self.service.call(req),
+        let started = Instant::now();
+        let (request, admitted) = Counted::new(&self.worker);
+        if !admitted {
+            return Either::Right(ready(Ok(req
+                .into_response(stopping())
+                .map_into_right_body())));
         }
+        normalize(&mut req);
+        Either::Left(WithHeaders {
+            started,
+            request,
+            inner: self.service.call(req),
+        })
     }
+}
+
+/// The answer to a request that arrives on an open connection after a stop has closed the
+/// server: not served (its worker may be about to stop), and the connection closed.
+fn stopping() -> HttpResponse {
+    let mut answer = HttpResponse::ServiceUnavailable();
+    answer.force_close();
+    answer.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+    let mut answer = answer.json(serde_json::json!({"error": "The server is stopping"}));
+    add_headers(answer.headers_mut(), false);
+    answer
 }
 
 pin_project_lite::pin_project! {
@@ -130,7 +151,7 @@ impl<F, B> Future for WithHeaders<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, Error>>,
 {
-    type Output = F::Output;
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -166,7 +187,7 @@ where
             response.status().as_u16(),
             this.started.elapsed(),
         );
-        Poll::Ready(Ok(response))
+        Poll::Ready(Ok(response.map_into_left_body()))
     }
 }
 
@@ -216,136 +237,116 @@ fn add_headers(headers: &mut HeaderMap, https_only: bool) {
     }
 }
 
-/// Routes `req` by its normalized path (see [`normalized`]). Paths without a query are
-/// remembered per worker: a device polling `/api/me/` would otherwise pay for a new URI, its
-/// routing copy and their parsing on every request.
-fn normalize(req: &mut ServiceRequest) {
-    let uri = req.uri();
-    if uri.query().is_some() {
-        if let Some(uri) = normalized(uri) {
-            req.match_info_mut().get_mut().update(&uri);
-            req.head_mut().uri = uri;
-        }
-        return;
-    }
-    let url = RECENT_PATHS.with_borrow_mut(|recent| recent.normalized(uri));
-    if let Some(url) = url {
-        req.head_mut().uri = url.uri().clone();
-        *req.match_info_mut().get_mut() = url;
-    }
-}
-
-/// How many normalized paths each worker remembers: a few hot ones are polled by every device,
-/// the rest (paths with ids) come and go.
-const RECENT_PATH_SLOTS: usize = 8;
-
-thread_local! {
-    static RECENT_PATHS: std::cell::RefCell<RecentPaths> = const {
-        std::cell::RefCell::new(RecentPaths {
-            slots: [const { None }; RECENT_PATH_SLOTS],
-            next: 0,
-        })
-    };
-}
-
-/// Raw paths (no query) that needed normalizing, each with its routing form, replaced in turn.
-struct RecentPaths {
-    slots: [Option<(Box<str>, Url)>; RECENT_PATH_SLOTS],
-    next: usize,
-}
-
-impl RecentPaths {
-    /// The routing form of `uri` (which has no query), or `None` when it is already normal.
-    fn normalized(&mut self, uri: &Uri) -> Option<Url> {
-        let path = uri.path();
-        let known = self.slots.iter().flatten().find(|(raw, _)| **raw == *path);
-        if let Some((_, url)) = known {
-            return Some(url.clone());
-        }
-        let url = Url::new(normalized(uri)?);
-        self.slots[self.next] = Some((path.into(), url.clone()));
-        self.next = (self.next + 1) % RECENT_PATH_SLOTS;
-        Some(url)
-    }
-}
-
-/// The URI with repeated slashes merged and trailing ones trimmed (the root stays `/`), or
-/// `None` when it is already so, which is decided without allocating.
-fn normalized(uri: &Uri) -> Option<Uri> {
-    let path = uri.path();
-    let trailing = path.len() > 1 && path.ends_with('/');
-    if path.is_empty() || (!trailing && !path.contains("//")) {
-        return None;
-    }
-    let mut clean = String::with_capacity(path.len() + uri.query().map_or(0, |q| q.len() + 1));
-    for segment in path.split('/').filter(|segment| !segment.is_empty()) {
-        clean.push('/');
-        clean.push_str(segment);
-    }
-    if clean.is_empty() {
-        clean.push('/');
-    }
-    if let Some(query) = uri.query() {
-        clean.push('?');
-        clean.push_str(query);
-    }
-    let mut parts = uri.clone().into_parts();
-    parts.path_and_query = Some(PathAndQuery::from_maybe_shared(clean).ok()?);
-    Uri::from_parts(parts).ok()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use actix_web::{App, http::StatusCode, test, web};
+    use tokio::sync::Notify;
+
     use super::*;
 
-    fn normal(uri: &str) -> String {
-        let uri: Uri = uri.parse().unwrap();
-        normalized(&uri).map_or_else(|| format!("unchanged {uri}"), |uri| uri.to_string())
-    }
+    #[actix_web::test]
+    async fn requests_are_counted_until_answered_or_dropped_and_a_stop_closes_then_refuses() {
+        let in_flight = InFlight::default();
+        let release = Arc::new(Notify::new());
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // `/wait` answers once `release` is notified, `/now` at once; `served` counts `/now`.
+        let app = test::init_service(
+            App::new()
+                .wrap(Essentials {
+                    https_only: false,
+                    metrics: Arc::new(Metrics::default()),
+                    in_flight: in_flight.clone(),
+                })
+                .route(
+                    "/wait",
+                    web::get().to({
+                        let release = release.clone();
+                        move || {
+                            let release = release.clone();
+                            async move {
+                                release.notified().await;
+                                HttpResponse::Ok().finish()
+                            }
+                        }
+                    }),
+                )
+                .route(
+                    "/now",
+                    web::get().to({
+                        let served = served.clone();
+                        move || {
+                            served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            async { HttpResponse::Ok().finish() }
+                        }
+                    }),
+                ),
+        )
+        .await;
 
-    #[test]
-    fn paths_lose_trailing_and_repeated_slashes_and_keep_their_query() {
-        assert_eq!(normal("/api/me/"), "/api/me");
-        assert_eq!(normal("/api//me///"), "/api/me");
-        assert_eq!(normal("//"), "/");
-        assert_eq!(
-            normal("/api/tokens/?page=2&x=//"),
-            "/api/tokens?page=2&x=//"
+        let waiting = app.call(test::TestRequest::get().uri("/wait").to_request());
+        let mut waiting = Box::pin(waiting);
+        assert!(
+            futures_util::poll!(waiting.as_mut()).is_pending(),
+            "the handler waits"
         );
-        assert_eq!(normal("/api/me"), "unchanged /api/me");
-        assert_eq!(normal("/"), "unchanged /");
-        assert_eq!(normal("/a?b=/"), "unchanged /a?b=/");
-    }
+        assert_eq!(in_flight.count(), 1, "a request being served is in flight");
+        release.notify_one();
+        let answered = waiting.await.unwrap();
+        assert_eq!(answered.status(), StatusCode::OK);
+        assert_eq!(in_flight.count(), 0, "answered: no longer in flight");
+        assert!(
+            answered.response().head().connection_type() != ConnectionType::Close,
+            "keep-alive while serving"
+        );
 
-    #[test]
-    fn remembered_paths_route_as_when_first_normalized_and_others_still_normalize() {
-        let mut recent = RecentPaths {
-            slots: [const { None }; RECENT_PATH_SLOTS],
-            next: 0,
-        };
-        let mut route = |raw: &str| {
-            let uri: Uri = raw.parse().unwrap();
-            recent
-                .normalized(&uri)
-                .map(|url| (url.uri().to_string(), url.path().to_owned()))
-        };
-        let me = Some(("/api/me".to_owned(), "/api/me".to_owned()));
-        assert_eq!(route("/api/me/"), me);
-        assert_eq!(route("/api/me/"), me, "remembered: the same routing form");
-        assert_eq!(route("/api/me"), None, "a normal path is left alone");
-        // More distinct paths than slots: each is still normalized, the oldest forgotten.
-        for n in 0..RECENT_PATH_SLOTS * 2 {
-            let expected = format!("/api/tokens/{n}");
-            assert_eq!(
-                route(&format!("/api//tokens/{n}/")),
-                Some((expected.clone(), expected))
-            );
-        }
-        assert_eq!(route("/api/me/"), me, "normalized again once forgotten");
+        let mut abandoned = Box::pin(app.call(test::TestRequest::get().uri("/wait").to_request()));
+        assert!(futures_util::poll!(abandoned.as_mut()).is_pending());
+        assert_eq!(in_flight.count(), 1);
+        drop(abandoned);
         assert_eq!(
-            route("/a%2Fb/"),
-            Some(("/a%2Fb".to_owned(), "/a%2Fb".to_owned())),
-            "escapes are kept as the router expects them"
+            in_flight.count(),
+            0,
+            "a dropped request is not left counted"
         );
+
+        in_flight.start_draining();
+        let draining =
+            test::call_service(&app, test::TestRequest::get().uri("/now").to_request()).await;
+        assert_eq!(
+            draining.status(),
+            StatusCode::OK,
+            "still served while draining"
+        );
+        assert_eq!(
+            draining.response().head().connection_type(),
+            ConnectionType::Close,
+            "but its connection closes"
+        );
+        assert!(
+            in_flight.drain(Duration::from_secs(1)).await,
+            "nothing in flight"
+        );
+        let refused =
+            test::call_service(&app, test::TestRequest::get().uri("/now").to_request()).await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "closed: refused"
+        );
+        assert_eq!(
+            refused.response().head().connection_type(),
+            ConnectionType::Close
+        );
+        assert_eq!(refused.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(
+            served.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the refused request never reached its handler"
+        );
+        let body = test::read_body(refused).await;
+        assert_eq!(body, r#"{"error":"The server is stopping"}"#);
+        assert_eq!(in_flight.count(), 0);
     }
 }

@@ -11,6 +11,7 @@ pub mod in_flight;
 pub mod metrics;
 pub mod middleware;
 pub mod pages;
+pub mod paths;
 
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use utoipa::{

@@ -88,10 +88,14 @@ impl Server {
 
     /// SIGTERM: a graceful stop.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: a plain syscall on the pid of our own child, which is not yet reaped (so the
         // pid cannot have been reused).
-        let sent = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
-        assert_eq!(sent, 0, "SIGTERM sent");
+        let sent = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(sent, 0, "signal {signal} sent");
     }
 
     /// The exit status, if the process exits within `bound`.

@@ -15,15 +15,21 @@ use crate::{
 
 /// Concurrent logins in flight at the SIGTERM: argon2 keeps each busy for a while.
 const LOGINS: usize = 10;
-/// The longest a graceful stop may take here (actix's own bound is 30 s).
+/// The longest a graceful stop may take here (the server allows itself 25 s to drain and 5 s to close).
 const STOP_BOUND: Duration = Duration::from_secs(15);
 
-on_every_backend!(sigterm_finishes_requests_in_flight_and_writes_last_uses);
+on_every_backend!(
+    sigterm_finishes_requests_in_flight_and_writes_last_uses,
+    sigquit_stops_at_once_and_still_writes_last_uses,
+);
 
-async fn sigterm_finishes_requests_in_flight_and_writes_last_uses(backend: Backend) {
-    let database = TestDatabase::create(&backend).await;
-    // An interval no test reaches: only the stop can write a use.
-    let mut server = Server::start(
+/// A server whose last uses are written only when it stops (an interval no test reaches), a
+/// client, and the bootstrap admin's session key.
+async fn server_writing_uses_only_at_the_stop(
+    backend: &Backend,
+) -> (TestDatabase, Server, reqwest::Client, String) {
+    let database = TestDatabase::create(backend).await;
+    let server = Server::start(
         &database.url,
         database.dir(),
         "server",
@@ -33,6 +39,11 @@ async fn sigterm_finishes_requests_in_flight_and_writes_last_uses(backend: Backe
     let (status, body) = login(&http, &server, "admin", ADMIN_PASSWORD, "10.0.0.1").await;
     assert_eq!(status, StatusCode::OK, "admin login: {body}");
     let admin = body["id_token"].as_str().unwrap().to_owned();
+    (database, server, http, admin)
+}
+
+async fn sigterm_finishes_requests_in_flight_and_writes_last_uses(backend: Backend) {
+    let (database, mut server, http, admin) = server_writing_uses_only_at_the_stop(&backend).await;
     let created: serde_json::Value = http
         .post(server.url("/api/tokens/"))
         .bearer_auth(&admin)
@@ -155,4 +166,37 @@ async fn sigterm_finishes_requests_in_flight_and_writes_last_uses(backend: Backe
             "a login answered during the stop is in the database"
         );
     }
+}
+
+/// SIGQUIT is the immediate stop: no waiting for requests in flight, but the buffered last
+/// uses are still written and the process exits 0 (not the signal's default, a core dump).
+async fn sigquit_stops_at_once_and_still_writes_last_uses(backend: Backend) {
+    let (database, mut server, http, admin) = server_writing_uses_only_at_the_stop(&backend).await;
+    let used = http
+        .get(server.url("/api/me/"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), StatusCode::OK);
+
+    server.signal(libc::SIGQUIT);
+    let status = server.wait_for_exit(STOP_BOUND).unwrap_or_else(|| {
+        panic!(
+            "no exit within {STOP_BOUND:?} of SIGQUIT:\n{}",
+            server.log()
+        )
+    });
+    assert_eq!(status.code(), Some(0), "SIGQUIT exits 0:\n{}", server.log());
+    assert!(
+        server.log().contains("SIGQUIT received: stopping at once"),
+        "{}",
+        server.log()
+    );
+    let rows = database.tokens_by_digest().await;
+    assert!(
+        rows[&digest_of(&admin)].last_used_at.is_some(),
+        "the buffered use is written at the stop:\n{}",
+        server.log()
+    );
 }
