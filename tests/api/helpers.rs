@@ -304,10 +304,32 @@ impl TestApp {
         }
     }
 
+    /// `PATCH /api/tokens/{id}/` with `body`, as the holder of `key`.
+    pub async fn patch_token(&self, key: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .patch(self.url(&format!("/api/tokens/{id}/")))
+            .header("Authorization", format!("Token {key}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        status_and_json(response).await
+    }
+
     /// The status of `GET /api/me/` with `key`.
     pub async fn me_status(&self, key: &str) -> StatusCode {
         self.get("/api/me/", Some(key)).await.status()
     }
+}
+
+/// A time as the API writes it (RFC 3339).
+pub fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(
+        value.as_str().unwrap_or_else(|| panic!("a time: {value}")),
+    )
+    .unwrap()
+    .to_utc()
 }
 
 /// Status and JSON body of a response, for assertions with the body in the message.

@@ -2,11 +2,10 @@
 //! and the same bytes are handed to every later hit, so these check that it never shows a token
 //! as it no longer is: after a change, a rotation, or a use taken.
 
-use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app, status_and_json};
+use crate::helpers::{Backend, TestApp, spawn_app, status_and_json, time};
 use crate::on_every_backend;
 
 on_every_backend!(
@@ -25,25 +24,6 @@ async fn me(app: &TestApp, key: &str) -> (StatusCode, Value) {
         assert_eq!(headers["x-content-type-options"], "nosniff", "{headers:?}");
     }
     status_and_json(response).await
-}
-
-fn time(value: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("a time: {value}")))
-        .unwrap()
-        .to_utc()
-}
-
-async fn patch(app: &TestApp, owner: &str, id: &str, body: Value) {
-    let response = app
-        .client
-        .patch(app.url(&format!("/api/tokens/{id}/")))
-        .header("Authorization", format!("Token {owner}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let (status, changed) = status_and_json(response).await;
-    assert_eq!(status, StatusCode::OK, "PATCH {body}: {changed}");
 }
 
 async fn the_answer_from_the_cache_is_the_one_first_given_and_follows_every_change(
@@ -75,14 +55,15 @@ async fn the_answer_from_the_cache_is_the_one_first_given_and_follows_every_chan
     }
 
     // A change is announced like a revocation: the next answer is rendered from the new row.
-    patch(
-        &app,
-        &owner,
-        &id,
-        json!({"description": "hall", "read_only": true, "scopes": ["telemetry"],
-               "metadata": {"floor": 2}}),
-    )
-    .await;
+    let (status, patched) = app
+        .patch_token(
+            &owner,
+            &id,
+            json!({"description": "hall", "read_only": true, "scopes": ["telemetry"],
+                   "metadata": {"floor": 2}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
     let (status, changed) = me(&app, &key).await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["token"]["description"], "hall", "{changed}");

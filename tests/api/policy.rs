@@ -59,18 +59,6 @@ async fn write(app: &TestApp, key: &str) -> StatusCode {
         .status()
 }
 
-async fn patch(app: &TestApp, key: &str, id: &str, body: Value) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .patch(app.url(&format!("/api/tokens/{id}/")))
-        .header("Authorization", format!("Token {key}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    status_and_json(response).await
-}
-
 async fn behind_proxy(backend: Backend) -> TestApp {
     spawn_app_with(backend, |settings| {
         settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
@@ -314,13 +302,13 @@ async fn a_patch_changes_the_policy_for_the_very_next_request(backend: Backend) 
         "full access first"
     );
 
-    let (status, changed) = patch(
-        &app,
-        &owner,
-        &id,
-        json!({"read_only": true, "description": "read only now", "metadata": {"room": 4}}),
-    )
-    .await;
+    let (status, changed) = app
+        .patch_token(
+            &owner,
+            &id,
+            json!({"read_only": true, "description": "read only now", "metadata": {"room": 4}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["read_only"], true);
     assert_eq!(changed["description"], "read only now");
@@ -331,15 +319,21 @@ async fn a_patch_changes_the_policy_for_the_very_next_request(backend: Backend) 
         "the very next request"
     );
 
-    let (status, body) = patch(&app, &other, &id, json!({"read_only": false})).await;
+    let (status, body) = app
+        .patch_token(&other, &id, json!({"read_only": false}))
+        .await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "another user's token: {body}"
     );
-    let (status, body) = patch(&app, &owner, &id, json!({"scopes": ["no spaces allowed"]})).await;
+    let (status, body) = app
+        .patch_token(&owner, &id, json!({"scopes": ["no spaces allowed"]}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let (status, body) = patch(&app, &owner, &id, json!({"read_only": false})).await;
+    let (status, body) = app
+        .patch_token(&owner, &id, json!({"read_only": false}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         write(&app, &key).await,

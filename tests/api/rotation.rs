@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::audit::audit_log;
-use crate::helpers::{Backend, TestApp, spawn_app, status_and_json};
+use crate::helpers::{Backend, TestApp, spawn_app, status_and_json, time};
 use crate::on_every_backend;
 
 on_every_backend!(
@@ -21,12 +21,6 @@ on_every_backend!(
 
 async fn rotate(app: &TestApp, caller: &str, path: &str, body: Value) -> (StatusCode, Value) {
     status_and_json(app.post(path, Some(caller), body).await).await
-}
-
-fn time(value: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("a time: {value}")))
-        .unwrap()
-        .to_utc()
 }
 
 /// `GET /api/me/` with `key`: status, `X-Token-Rotated`, `X-Token-Expires-At`, body.
