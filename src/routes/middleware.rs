@@ -13,11 +13,10 @@ use std::{
 };
 
 use actix_web::{
-    Error, HttpMessage, HttpResponse,
-    body::EitherBody,
+    Error, HttpMessage, HttpResponse, ResponseError,
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     http::{
-        ConnectionType,
+        ConnectionType, StatusCode,
         header::{self, HeaderMap, HeaderName, HeaderValue},
     },
 };
@@ -50,7 +49,7 @@ impl<S, B> Transform<S, ServiceRequest> for Essentials
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<B>;
     type Error = Error;
     type Transform = EssentialsMiddleware<S>;
     type InitError = ();
@@ -103,7 +102,7 @@ impl<S, B> Service<ServiceRequest> for EssentialsMiddleware<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<B>;
     type Error = Error;
     type Future = Either<WithHeaders<S::Future>, Ready<Result<Self::Response, Error>>>;
 
@@ -113,9 +112,9 @@ where
         let started = Instant::now();
         let (request, admitted) = Counted::new(&self.worker);
         if !admitted {
-            return Either::Right(ready(Ok(req
-                .into_response(stopping())
-                .map_into_right_body())));
+            // An error rather than an answer of its own, so that the answer's body type stays
+            // the handlers' (a second body type costs every request).
+            return Either::Right(ready(Err(Stopping.into())));
         }
         normalize(&mut req);
         Either::Left(WithHeaders {
@@ -126,15 +125,25 @@ where
     }
 }
 
-/// The answer to a request that arrives on an open connection after a stop has closed the
-/// server: not served (its worker may be about to stop), and the connection closed.
-fn stopping() -> HttpResponse {
-    let mut answer = HttpResponse::ServiceUnavailable();
-    answer.force_close();
-    answer.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
-    let mut answer = answer.json(serde_json::json!({"error": "The server is stopping"}));
-    add_headers(answer.headers_mut(), false);
-    answer
+/// A request that arrives on an open connection after a stop has closed the server: not served
+/// (its worker may be about to stop), and its connection closed.
+#[derive(Debug, thiserror::Error)]
+#[error("The server is stopping")]
+struct Stopping;
+
+impl ResponseError for Stopping {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut answer = HttpResponse::ServiceUnavailable();
+        answer.force_close();
+        answer.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        let mut answer = answer.json(serde_json::json!({"error": self.to_string()}));
+        add_headers(answer.headers_mut(), false);
+        answer
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -151,7 +160,7 @@ impl<F, B> Future for WithHeaders<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, Error>>,
 {
-    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+    type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -187,7 +196,7 @@ where
             response.status().as_u16(),
             this.started.elapsed(),
         );
-        Poll::Ready(Ok(response.map_into_left_body()))
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -328,24 +337,27 @@ mod tests {
             in_flight.drain(Duration::from_secs(1)).await,
             "nothing in flight"
         );
+        // Refused as an error, which the server turns into this answer (`error_response`).
         let refused =
-            test::call_service(&app, test::TestRequest::get().uri("/now").to_request()).await;
-        assert_eq!(
-            refused.status(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "closed: refused"
-        );
-        assert_eq!(
-            refused.response().head().connection_type(),
-            ConnectionType::Close
-        );
+            test::try_call_service(&app, test::TestRequest::get().uri("/now").to_request())
+                .await
+                .expect_err("closed: refused")
+                .error_response();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.head().connection_type(), ConnectionType::Close);
         assert_eq!(refused.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(
+            refused.headers().get(header::CACHE_CONTROL).unwrap(),
+            "no-store"
+        );
         assert_eq!(
             served.load(std::sync::atomic::Ordering::SeqCst),
             1,
             "the refused request never reached its handler"
         );
-        let body = test::read_body(refused).await;
+        let body = actix_web::body::to_bytes(refused.into_body())
+            .await
+            .unwrap();
         assert_eq!(body, r#"{"error":"The server is stopping"}"#);
         assert_eq!(in_flight.count(), 0);
     }
