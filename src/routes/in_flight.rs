@@ -75,7 +75,7 @@ impl InFlight {
         if !self.idle_by(until).await {
             return false;
         }
-        // A request counts itself, then reads `closed` (`Worker::admits`); this sets `closed`,
+        // A request counts itself, then reads `closed` (`Worker::begin`); this sets `closed`,
         // then counts. In the one order of these SeqCst operations, either the request sees
         // the close or the count below sees the request.
         self.0.closed.store(true, SeqCst);
