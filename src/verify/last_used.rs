@@ -6,7 +6,7 @@
 use std::{
     net::IpAddr,
     sync::{
-        Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -32,6 +32,9 @@ const SHARDS: usize = 16;
 /// Keyed by ids the server made (never chosen by a client), so hashed with FxHash: SipHash
 /// cost each request more than the rest of its noting.
 type Pending = FxHashMap<Uuid, Seen>;
+
+/// Uses a flush took, shared between the flush writing them and `LastUsed::writing`.
+type Batch = Arc<[(Uuid, Seen)]>;
 
 /// Uses and refusals per token and hour (seconds since the epoch of the hour's start).
 type Counts = FxHashMap<(Uuid, i64), Count>;
@@ -79,9 +82,7 @@ struct Shard(Mutex<State>);
 
 impl Shard {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 }
 
@@ -96,14 +97,73 @@ thread_local! {
 /// Uses seen since the last flush, newest time per token.
 pub struct LastUsed {
     shards: [Shard; SHARDS],
+    /// Uses taken by a flush and not yet committed: still shown by `unwritten`, so that a page
+    /// read while a flush writes sees a use in memory or in the database, never in neither.
+    writing: Mutex<Vec<Batch>>,
 }
 
 impl Default for LastUsed {
     fn default() -> Self {
         LastUsed {
             shards: std::array::from_fn(|_| Shard::default()),
+            writing: Mutex::default(),
         }
     }
+}
+
+/// Uses not yet written as they were at one moment; see `LastUsed::unwritten`.
+pub struct Unwritten(Pending);
+
+impl Unwritten {
+    /// Shows each listed token's newer unwritten use, so a listing is as fresh as this
+    /// instance knows.
+    pub fn overlay<'a>(&self, listed: impl IntoIterator<Item = &'a mut tokens::Model>) {
+        if self.0.is_empty() {
+            return;
+        }
+        for token in listed {
+            if let Some(seen) = self.0.get(&token.id)
+                && token.last_used_at.is_none_or(|written| written < seen.at)
+            {
+                token.last_used_at = Some(seen.at);
+                token.last_used_ip = seen.address.map(|ip| ip.to_string());
+                token.last_used_user_agent = seen.agent.as_deref().map(str::to_owned);
+            }
+        }
+    }
+}
+
+/// What a flush took from the shards, until it is written. Whatever is not yet written when
+/// this is dropped (a failed write, or a flush aborted at shutdown) goes back into a shard for
+/// the next flush, before it stops being shown: no use is lost and none disappears from view.
+struct Taken<'a> {
+    owner: &'a LastUsed,
+    seen: Batch,
+    seen_written: usize,
+    counts: Vec<((Uuid, i64), Count)>,
+    counts_written: usize,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let unwritten_seen = &self.seen[self.seen_written..];
+        let unwritten_counts = &self.counts[self.counts_written..];
+        if !unwritten_seen.is_empty() || !unwritten_counts.is_empty() {
+            let shard = SHARD.with(|shard| *shard);
+            let mut kept = self.owner.shards[shard].lock();
+            for (token, seen) in unwritten_seen {
+                merge(&mut kept.seen, *token, seen);
+            }
+            add_counts(&mut kept.counts, unwritten_counts.iter().copied());
+        }
+        lock(&self.owner.writing).retain(|batch| !Arc::ptr_eq(batch, &self.seen));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn note(pending: &mut Pending, token: Uuid, at: DateTime<Utc>, client: Client<'_>) {
@@ -173,26 +233,25 @@ impl LastUsed {
             .refused += 1;
     }
 
-    /// Shows uses not yet written in `listed`, so a listing is as fresh as this instance knows.
-    pub fn overlay<'a>(&self, listed: impl IntoIterator<Item = &'a mut tokens::Model>) {
-        let pending = self.snapshot();
-        if pending.is_empty() {
-            return;
-        }
-        for token in listed {
-            if let Some(seen) = pending.get(&token.id)
-                && token.last_used_at.is_none_or(|written| written < seen.at)
-            {
-                token.last_used_at = Some(seen.at);
-                token.last_used_ip = seen.address.map(|ip| ip.to_string());
-                token.last_used_user_agent = seen.agent.as_deref().map(str::to_owned);
-            }
-        }
+    /// The uses not yet written, to show over rows read from the database. Take it *before*
+    /// reading the rows: a use then is either in this snapshot or, flushed meanwhile, already
+    /// committed when the rows are read. Taken after, a flush between the read and the
+    /// snapshot would hide the use from both.
+    pub fn unwritten(&self) -> Unwritten {
+        Unwritten(self.snapshot())
     }
 
-    /// Every shard's uses in one map (newest per token), the shards left as they are.
+    /// Every use not yet committed in one map (newest per token): the shards' and those a
+    /// flush is writing, all left as they are.
     fn snapshot(&self) -> Pending {
         let mut all = Pending::default();
+        // The flush's batches first: a batch leaves `writing` only after its unwritten part is
+        // back in a shard, so reading in this order can miss nothing.
+        for batch in lock(&self.writing).iter() {
+            for (token, seen) in batch.iter() {
+                merge(&mut all, *token, seen);
+            }
+        }
         for shard in &self.shards {
             for (&token, seen) in shard.lock().seen.iter() {
                 merge(&mut all, token, seen);
@@ -221,37 +280,38 @@ impl LastUsed {
         (all, counts)
     }
 
+    /// Takes every noted use for writing; they stay shown until written (see `Taken`).
+    fn take_for_writing(&self) -> Taken<'_> {
+        // Listed as being written before the shards are emptied, so `snapshot` always sees them.
+        let mut writing = lock(&self.writing);
+        let (seen, counts) = self.take_both();
+        let seen: Batch = seen.into_iter().collect();
+        writing.push(Arc::clone(&seen));
+        Taken {
+            owner: self,
+            seen,
+            seen_written: 0,
+            counts: counts.into_iter().collect(),
+            counts_written: 0,
+        }
+    }
+
     /// Writes every noted use; returns how many tokens were written. On failure the uses are
     /// kept for the next flush.
     pub async fn flush<C>(&self, db: &C) -> Result<usize, DbErr>
     where
         C: ConnectionTrait + TransactionTrait,
     {
-        let (taken, counts) = self.take_both();
-        let taken: Vec<(Uuid, Seen)> = taken.into_iter().collect();
-        let counts: Vec<((Uuid, i64), Count)> = counts.into_iter().collect();
-        let mut written = 0;
-        for (index, batch) in taken.chunks(BATCH).enumerate() {
-            if let Err(e) = write(db, batch).await {
-                let shard = SHARD.with(|shard| *shard);
-                let mut kept = self.shards[shard].lock();
-                for (token, seen) in &taken[index * BATCH..] {
-                    merge(&mut kept.seen, *token, seen);
-                }
-                add_counts(&mut kept.counts, counts);
-                return Err(e);
-            }
-            written += batch.len();
+        let mut taken = self.take_for_writing();
+        for batch in taken.seen.chunks(BATCH) {
+            write(db, batch).await?;
+            taken.seen_written += batch.len();
         }
-        for (index, batch) in counts.chunks(BATCH).enumerate() {
-            if let Err(e) = write_counts(db, batch).await {
-                let shard = SHARD.with(|shard| *shard);
-                let mut kept = self.shards[shard].lock();
-                add_counts(&mut kept.counts, counts[index * BATCH..].iter().copied());
-                return Err(e);
-            }
+        for batch in taken.counts.chunks(BATCH) {
+            write_counts(db, batch).await?;
+            taken.counts_written += batch.len();
         }
-        Ok(written)
+        Ok(taken.seen_written)
     }
 }
 
@@ -337,7 +397,7 @@ where
 }
 
 /// Flushes every `interval` until aborted.
-pub async fn flush_every<C>(interval: Duration, last_used: std::sync::Arc<LastUsed>, db: C)
+pub async fn flush_every<C>(interval: Duration, last_used: Arc<LastUsed>, db: C)
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -407,7 +467,7 @@ mod tests {
         });
         let newest = start + chrono::TimeDelta::seconds(SHARDS as i64 + 2);
         let mut listed = [token(id), token(Uuid::now_v7())];
-        last_used.overlay(&mut listed);
+        last_used.unwritten().overlay(&mut listed);
         assert_eq!(
             listed[0].last_used_at,
             Some(newest),
@@ -427,6 +487,57 @@ mod tests {
         assert_eq!(taken.len(), 1, "one entry per token, across shards");
         assert_eq!(taken[&id].at, newest);
         assert!(last_used.take_all().is_empty(), "taken uses are gone");
+    }
+
+    fn shown(last_used: &LastUsed, id: Uuid) -> Option<DateTime<Utc>> {
+        let mut listed = [token(id)];
+        last_used.unwritten().overlay(&mut listed);
+        listed[0].last_used_at
+    }
+
+    #[test]
+    fn a_use_being_written_stays_shown_until_written_and_is_kept_if_never_written() {
+        let last_used = LastUsed::default();
+        let (written_id, unwritten_id) = (Uuid::now_v7(), Uuid::now_v7());
+        let at = Utc::now();
+        last_used.record(written_id, at, Client::default());
+
+        let mut taken = last_used.take_for_writing();
+        assert!(
+            last_used.take_all().is_empty(),
+            "the flush took the use from the shards"
+        );
+        assert_eq!(
+            shown(&last_used, written_id),
+            Some(at),
+            "a page read while the flush writes still shows the use (it is not in the database yet)"
+        );
+        taken.seen_written = taken.seen.len();
+        taken.counts_written = taken.counts.len();
+        drop(taken);
+        assert_eq!(
+            shown(&last_used, written_id),
+            None,
+            "once written, the database shows it and memory no longer holds it"
+        );
+
+        // A flush that fails, or is aborted at shutdown, before writing: nothing is lost.
+        last_used.record(unwritten_id, at, Client::default());
+        let taken = last_used.take_for_writing();
+        drop(taken);
+        assert_eq!(
+            shown(&last_used, unwritten_id),
+            Some(at),
+            "still shown after the failed flush"
+        );
+        let kept = last_used.take_both();
+        assert_eq!(kept.0[&unwritten_id].at, at, "kept for the next flush");
+        assert_eq!(
+            kept.1[&(unwritten_id, hour_of(at))].uses,
+            1,
+            "its count is kept too"
+        );
+        assert!(lock(&last_used.writing).is_empty(), "no batch left listed");
     }
 
     #[test]

@@ -16,6 +16,7 @@ on_every_backend!(
     uses_not_yet_written_are_written_at_a_graceful_stop,
     concurrent_writes_never_reach_a_client_as_an_error,
     the_last_uses_address_and_user_agent_are_shown_and_written_with_it,
+    a_use_is_listed_while_its_flush_is_writing_it,
 );
 
 async fn written_last_use(app: &TestApp, id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -227,5 +228,28 @@ async fn concurrent_writes_never_reach_a_client_as_an_error(backend: Backend) {
             status.is_success() && !body.to_string().contains("locked"),
             "every concurrent request must succeed: {status} {body}"
         );
+    }
+}
+
+/// A flush takes uses out of memory and then writes them: a listing read in between must still
+/// show the use (it was shown as "never" once, in the browser test). With a flush every few
+/// milliseconds, many fresh uses each land in some flush's window.
+async fn a_use_is_listed_while_its_flush_is_writing_it(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| {
+        settings.last_used_flush = Duration::from_millis(3)
+    })
+    .await;
+    let session = app.create_user("alice", false).await;
+    for round in 0..40 {
+        let name = format!("sensor {round}");
+        let device = app.create_token(&session, &name).await;
+        assert_eq!(app.me_status(&device.key).await, StatusCode::OK);
+        // Listed several times while flushes come and go, from memory or from the database.
+        for look in 0..5 {
+            assert!(
+                listed_last_use(&app, &session, &name).await.is_string(),
+                "{name}: its use is listed (look {look}), whether or not a flush is writing it"
+            );
+        }
     }
 }

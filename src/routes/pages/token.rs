@@ -106,15 +106,14 @@ const GRACE_CHOICES: [(u64, &str); 4] = [
 ];
 
 async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, WebError> {
+    // Before the read: see `LastUsed::unwritten`.
+    let unwritten = state.verifier.last_used().unwritten();
     let mut token = match tokens::find_own(&state.db, user.auth.user.id, id).await {
         Ok(token) => token,
         Err(TokenError::NotFound) => return Err(WebError::NotFound),
         Err(e) => return Err(e.into()),
     };
-    state
-        .verifier
-        .last_used()
-        .overlay(std::iter::once(&mut token));
+    unwritten.overlay(std::iter::once(&mut token));
     let at = now();
     let history = audit::history_of_token(&state.db, id, HISTORY_SHOWN)
         .await

@@ -18,13 +18,14 @@ pub async fn list_for(
     last_used: &LastUsed,
     owner: Uuid,
 ) -> Result<Vec<tokens::Model>, TokenError> {
+    let unwritten = last_used.unwritten();
     let mut listed = tokens::Entity::find()
         .filter(tokens::Column::UserId.eq(owner))
         .order_by_desc(tokens::Column::CreatedAt)
         .order_by_desc(tokens::Column::Id)
         .all(db)
         .await?;
-    last_used.overlay(&mut listed);
+    unwritten.overlay(&mut listed);
     Ok(listed)
 }
 
@@ -65,6 +66,7 @@ pub async fn list_all(
     limit: u64,
     offset: u64,
 ) -> Result<Vec<(tokens::Model, users::Model)>, TokenError> {
+    let unwritten = last_used.unwritten();
     let rows = filter
         .apply(tokens::Entity::find().find_also_related(users::Entity))
         .order_by_desc(tokens::Column::CreatedAt)
@@ -78,7 +80,7 @@ pub async fn list_all(
         .into_iter()
         .filter_map(|(token, user)| Some((token, user?)))
         .collect();
-    last_used.overlay(listed.iter_mut().map(|(token, _)| token));
+    unwritten.overlay(listed.iter_mut().map(|(token, _)| token));
     Ok(listed)
 }
 
