@@ -153,6 +153,11 @@ impl Background {
         for task in &self.tasks {
             task.abort();
         }
+        // Aborting only asks; wait until each task is gone, so that a flush cut off mid-write
+        // has put its batch back (`last_used::Taken`) before the last flush below takes it.
+        for task in self.tasks {
+            task.await.ok();
+        }
         // Not through the pool: its PostgreSQL connections may belong to the HTTP workers'
         // runtimes, which have just shut down ("a Tokio context … is being shutdown").
         let written = match connect(&self.database_url).await {

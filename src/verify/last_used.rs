@@ -548,4 +548,52 @@ mod tests {
         assert!(long.starts_with(cut));
         assert_eq!(truncated("curl/8"), "curl/8");
     }
+
+    /// A stop aborts the periodic flush wherever it is, and then flushes once more: a flush cut
+    /// off while its write waited must leave its uses for that last flush. Here the write waits
+    /// on a real SQLite lock held by another connection.
+    #[tokio::test]
+    async fn a_flush_aborted_while_writing_leaves_its_uses_for_the_next() {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let path = folder.path().join("locked.db");
+        let holder = rusqlite::Connection::open(&path).expect("open the database");
+        holder
+            .execute_batch(
+                "CREATE TABLE tokens (id BLOB PRIMARY KEY, last_used_at TEXT, \
+                 last_used_ip TEXT, last_used_user_agent TEXT);",
+            )
+            .expect("create the table");
+        let url = format!("sqlite://{}", path.display());
+        let db = sea_orm::Database::connect(url.as_str())
+            .await
+            .expect("connect through SeaORM");
+        holder
+            .execute_batch("BEGIN IMMEDIATE;")
+            .expect("hold the write lock");
+
+        let last_used = Arc::new(LastUsed::default());
+        let id = Uuid::now_v7();
+        let at = Utc::now();
+        last_used.record(id, at, Client::default());
+        let flushing = tokio::spawn({
+            let last_used = Arc::clone(&last_used);
+            async move { last_used.flush(&db).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !flushing.is_finished(),
+            "the flush waits on the lock (else this test shows nothing)"
+        );
+        assert_eq!(shown(&last_used, id), Some(at), "shown while it waits");
+        flushing.abort();
+        assert!(flushing.await.unwrap_err().is_cancelled());
+        let kept = last_used.take_both();
+        assert_eq!(
+            kept.0.get(&id).map(|seen| seen.at),
+            Some(at),
+            "the aborted flush's use is back for the last flush"
+        );
+        assert_eq!(kept.1[&(id, hour_of(at))].uses, 1, "and its count");
+        drop(holder);
+    }
 }
