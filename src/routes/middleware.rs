@@ -114,7 +114,8 @@ where
         if !admitted {
             // An error rather than an answer of its own, so that the answer's body type stays
             // the handlers' (a second body type costs every request).
-            return Either::Right(ready(Err(Stopping.into())));
+            let https_only = self.worker.https_only;
+            return Either::Right(ready(Err(Stopping { https_only }.into())));
         }
         normalize(&mut req);
         Either::Left(WithHeaders {
@@ -129,7 +130,10 @@ where
 /// (its worker may be about to stop), and its connection closed.
 #[derive(Debug, thiserror::Error)]
 #[error("The server is stopping")]
-struct Stopping;
+struct Stopping {
+    /// Answered with the headers every answer has, HSTS included.
+    https_only: bool,
+}
 
 impl ResponseError for Stopping {
     fn status_code(&self) -> StatusCode {
@@ -141,7 +145,7 @@ impl ResponseError for Stopping {
         answer.force_close();
         answer.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         let mut answer = answer.json(serde_json::json!({"error": self.to_string()}));
-        add_headers(answer.headers_mut(), false);
+        add_headers(answer.headers_mut(), self.https_only);
         answer
     }
 }
@@ -360,5 +364,45 @@ mod tests {
             .unwrap();
         assert_eq!(body, r#"{"error":"The server is stopping"}"#);
         assert_eq!(in_flight.count(), 0);
+    }
+
+    #[actix_web::test]
+    async fn the_refusal_of_a_closed_server_keeps_hsts_when_only_https_is_served() {
+        let in_flight = InFlight::default();
+        let app = test::init_service(
+            App::new()
+                .wrap(Essentials {
+                    https_only: true,
+                    metrics: Arc::new(Metrics::default()),
+                    in_flight: in_flight.clone(),
+                })
+                .route("/now", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+        let served =
+            test::call_service(&app, test::TestRequest::get().uri("/now").to_request()).await;
+        assert_eq!(
+            served
+                .headers()
+                .get(header::STRICT_TRANSPORT_SECURITY)
+                .unwrap(),
+            "max-age=31536000"
+        );
+        in_flight.start_draining();
+        assert!(in_flight.drain(Duration::from_secs(1)).await);
+        let refused =
+            test::try_call_service(&app, test::TestRequest::get().uri("/now").to_request())
+                .await
+                .expect_err("closed: refused")
+                .error_response();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            refused
+                .headers()
+                .get(header::STRICT_TRANSPORT_SECURITY)
+                .map(|v| v.as_bytes()),
+            Some(&b"max-age=31536000"[..]),
+            "the stop's 503 carries HSTS like every other answer"
+        );
     }
 }
