@@ -94,6 +94,18 @@ async fn uses_not_yet_written_are_written_at_a_graceful_stop(backend: Backend) {
     );
     let listed = listed_last_use(&app, &session, "thermostat").await;
     assert!(listed.is_string(), "but the listing shows it: {listed}");
+    let (status, changed) = app
+        .patch_token(
+            &session,
+            &device.id,
+            json!({ "description": "in the hall" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(
+        changed["last_used_at"], listed,
+        "a changed token's answer shows the same last use as the listing"
+    );
     let id = device.id.clone();
     let database = app.stop().await;
     let db = sea_orm::Database::connect(database.url.as_str())

@@ -199,7 +199,9 @@ pub async fn change_token(
     body: JsonOrForm<TokenChangeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = body.0.validate()?;
-    let updated = tokens::update_own(
+    // Before the update's read, as listings do (see `LastUsed::unwritten`).
+    let unwritten = state.verifier.last_used().unwritten();
+    let mut updated = tokens::update_own(
         &state.db,
         &state.revocations,
         &caller.actor(),
@@ -208,6 +210,7 @@ pub async fn change_token(
         change,
     )
     .await?;
+    unwritten.overlay(std::iter::once(&mut updated));
     Ok(HttpResponse::Ok().json(TokenResponse::from(updated)))
 }
 
