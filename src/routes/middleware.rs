@@ -259,6 +259,26 @@ mod tests {
 
     use super::*;
 
+    fn essentials(https_only: bool, in_flight: &InFlight) -> Essentials {
+        Essentials {
+            https_only,
+            metrics: Arc::new(Metrics::default()),
+            in_flight: in_flight.clone(),
+        }
+    }
+
+    /// The answer the server gives for a request refused as an error (`error_response`).
+    async fn refusal<S, R, B>(app: &S, request: R) -> HttpResponse
+    where
+        S: Service<R, Response = ServiceResponse<B>, Error = Error>,
+    {
+        test::try_call_service(app, request)
+            .await
+            .err()
+            .expect("closed: refused")
+            .error_response()
+    }
+
     #[actix_web::test]
     async fn requests_are_counted_until_answered_or_dropped_and_a_stop_closes_then_refuses() {
         let in_flight = InFlight::default();
@@ -267,11 +287,7 @@ mod tests {
         // `/wait` answers once `release` is notified, `/now` at once; `served` counts `/now`.
         let app = test::init_service(
             App::new()
-                .wrap(Essentials {
-                    https_only: false,
-                    metrics: Arc::new(Metrics::default()),
-                    in_flight: in_flight.clone(),
-                })
+                .wrap(essentials(false, &in_flight))
                 .route(
                     "/wait",
                     web::get().to({
@@ -342,11 +358,7 @@ mod tests {
             "nothing in flight"
         );
         // Refused as an error, which the server turns into this answer (`error_response`).
-        let refused =
-            test::try_call_service(&app, test::TestRequest::get().uri("/now").to_request())
-                .await
-                .expect_err("closed: refused")
-                .error_response();
+        let refused = refusal(&app, test::TestRequest::get().uri("/now").to_request()).await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.head().connection_type(), ConnectionType::Close);
         assert_eq!(refused.headers().get(header::RETRY_AFTER).unwrap(), "1");
@@ -371,11 +383,7 @@ mod tests {
         let in_flight = InFlight::default();
         let app = test::init_service(
             App::new()
-                .wrap(Essentials {
-                    https_only: true,
-                    metrics: Arc::new(Metrics::default()),
-                    in_flight: in_flight.clone(),
-                })
+                .wrap(essentials(true, &in_flight))
                 .route("/now", web::get().to(HttpResponse::Ok)),
         )
         .await;
@@ -390,11 +398,7 @@ mod tests {
         );
         in_flight.start_draining();
         assert!(in_flight.drain(Duration::from_secs(1)).await);
-        let refused =
-            test::try_call_service(&app, test::TestRequest::get().uri("/now").to_request())
-                .await
-                .expect_err("closed: refused")
-                .error_response();
+        let refused = refusal(&app, test::TestRequest::get().uri("/now").to_request()).await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             refused
