@@ -245,9 +245,12 @@ impl LastUsed {
     /// flush is writing, all left as they are.
     fn snapshot(&self) -> Pending {
         let mut all = Pending::default();
-        // The flush's batches first: a batch leaves `writing` only after its unwritten part is
-        // back in a shard, so reading in this order can miss nothing.
-        for batch in lock(&self.writing).iter() {
+        // `writing` stays locked while the shards are read: a flush takes from the shards only
+        // under it (`take_for_writing`), so no use can move from a shard we have yet to read
+        // into a batch we have read. A batch leaves `writing` only after its unwritten part is
+        // back in a shard (`Taken::drop`), so none can move the other way unseen either.
+        let writing = lock(&self.writing);
+        for batch in writing.iter() {
             for (token, seen) in batch.iter() {
                 merge(&mut all, *token, seen);
             }
@@ -257,6 +260,7 @@ impl LastUsed {
                 merge(&mut all, token, seen);
             }
         }
+        drop(writing);
         all
     }
 
@@ -282,7 +286,8 @@ impl LastUsed {
 
     /// Takes every noted use for writing; they stay shown until written (see `Taken`).
     fn take_for_writing(&self) -> Taken<'_> {
-        // Listed as being written before the shards are emptied, so `snapshot` always sees them.
+        // The shards are emptied under `writing`'s lock, as `snapshot` reads them: a snapshot
+        // sees each use either in its shard or in this batch, never in neither.
         let mut writing = lock(&self.writing);
         let (seen, counts) = self.take_both();
         let seen: Batch = seen.into_iter().collect();
@@ -547,6 +552,49 @@ mod tests {
         assert!(cut.len() <= AGENT_MAX_BYTES && cut.len() >= AGENT_MAX_BYTES - 1);
         assert!(long.starts_with(cut));
         assert_eq!(truncated("curl/8"), "curl/8");
+    }
+
+    /// Pages read uses while flushes take and write (or fail to write) them on another thread:
+    /// every use must be seen in memory (the snapshot, taken first) or in the "database" (read
+    /// after), whatever the interleaving. The database here is a set the flusher fills before it
+    /// drops its batch, as a real flush commits before it does.
+    #[test]
+    fn a_snapshot_racing_flushes_sees_every_use_in_memory_or_written() {
+        use std::{
+            collections::HashSet,
+            sync::atomic::{AtomicBool, Ordering},
+        };
+        let last_used = LastUsed::default();
+        let written: Mutex<HashSet<Uuid>> = Mutex::default();
+        let done = AtomicBool::new(false);
+        let missed = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Every other flush fails: its batch goes back into memory instead.
+                let mut fails = false;
+                while !done.load(Ordering::Relaxed) {
+                    let mut taken = last_used.take_for_writing();
+                    fails = !fails;
+                    if !fails {
+                        lock(&written).extend(taken.seen.iter().map(|(token, _)| *token));
+                        taken.seen_written = taken.seen.len();
+                        taken.counts_written = taken.counts.len();
+                    }
+                }
+            });
+            // Counted, not asserted here: a panic in this scope would wait forever for the flusher.
+            let missed = (0..20_000)
+                .filter(|_| {
+                    let id = Uuid::now_v7();
+                    last_used.record(id, Utc::now(), Client::default());
+                    let unwritten = last_used.unwritten();
+                    let in_database = lock(&written).contains(&id);
+                    !unwritten.0.contains_key(&id) && !in_database
+                })
+                .count();
+            done.store(true, Ordering::Relaxed);
+            missed
+        });
+        assert_eq!(missed, 0, "uses neither in memory nor written");
     }
 
     /// A stop aborts the periodic flush wherever it is, and then flushes once more: a flush cut
