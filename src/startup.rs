@@ -39,15 +39,22 @@ pub struct Application {
     in_flight: InFlight,
 }
 
-/// The tasks that run beside the server: the revocation listener (PostgreSQL), the
-/// `last_used_at` writer and the expired-token sweeper.
+/// The tasks that run beside the server: the writer of last uses and usage counts, the sweepers
+/// and pruners, the refusals' audit writer, and the revocation listener of a shared database.
 struct Background {
     verifier: Arc<Verifier>,
     /// Announces to `verifier`; the sweeper and every handler finish their changes through it.
     revocations: Revocations,
     database_url: String,
+    /// The writer of last uses and usage counts, stopped between flushes (see `stop`).
+    flusher: tokio::task::JoinHandle<()>,
+    stop_flushing: tokio::sync::watch::Sender<bool>,
+    /// The other tasks, aborted at a stop.
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long a stop waits for a flush under way (normally milliseconds) before cutting it off.
+const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Background {
     fn start(
@@ -118,11 +125,6 @@ impl Background {
                 settings.expiry_sweep_interval,
                 throttle,
             )),
-            tokio::spawn(last_used::flush_every(
-                settings.last_used_flush,
-                verifier.last_used().clone(),
-                db.clone(),
-            )),
             tokio::spawn(refusals::write_every(
                 settings.last_used_flush,
                 verifier.refusals().clone(),
@@ -141,20 +143,41 @@ impl Background {
                 verifier.clone(),
             )));
         }
+        let (stop_flushing, stopped) = tokio::sync::watch::channel(false);
+        let flusher = tokio::spawn(last_used::flush_every(
+            settings.last_used_flush,
+            verifier.last_used().clone(),
+            db.clone(),
+            stopped,
+        ));
         Background {
             verifier,
             revocations,
             database_url: settings.database_url.clone(),
+            flusher,
+            stop_flushing,
             tasks,
         }
     }
 
     async fn stop(self) {
+        // A flush under way finishes: cut off during its commit, it would put back counts the
+        // database may have taken, and the last flush below would add them twice.
+        self.stop_flushing.send_replace(true);
+        let mut flusher = self.flusher;
+        if tokio::time::timeout(FLUSH_BOUND, &mut flusher)
+            .await
+            .is_err()
+        {
+            log::warn!("stopping; the last-use flush under way is cut off");
+            flusher.abort();
+            // Aborting only asks; wait until it is gone, so that the flush cut off has put its
+            // batch back (`last_used::Taken`) before the last flush below takes it.
+            flusher.await.ok();
+        }
         for task in &self.tasks {
             task.abort();
         }
-        // Aborting only asks; wait until each task is gone, so that a flush cut off mid-write
-        // has put its batch back (`last_used::Taken`) before the last flush below takes it.
         for task in self.tasks {
             task.await.ok();
         }

@@ -94,7 +94,8 @@ thread_local! {
     };
 }
 
-/// Uses seen since the last flush, newest time per token.
+/// Uses not yet written, the newest per token: noted since the last flush (in the shards), or
+/// taken by a flush that has not committed them yet (`writing`).
 pub struct LastUsed {
     shards: [Shard; SHARDS],
     /// Uses taken by a flush and not yet committed: still shown by `unwritten`, so that a page
@@ -134,8 +135,11 @@ impl Unwritten {
 }
 
 /// What a flush took from the shards, until it is written. Whatever is not yet written when
-/// this is dropped (a failed write, or a flush aborted at shutdown) goes back into a shard for
-/// the next flush, before it stops being shown: no use is lost and none disappears from view.
+/// this is dropped (a failed write, or a flush cut off) goes back into a shard for the next
+/// flush, before it stops being shown: no use is lost and none disappears from view. A write
+/// whose commit reached the database but whose answer did not (a lost connection, a flush cut
+/// off mid-commit) is put back too: its `last_used_at` is written again harmlessly, but its
+/// counts would be added twice, which is why a stop lets a flush finish (`flush_every`).
 struct Taken<'a> {
     owner: &'a LastUsed,
     seen: Batch,
@@ -401,16 +405,24 @@ where
     txn.commit().await
 }
 
-/// Flushes every `interval` until aborted.
-pub async fn flush_every<C>(interval: Duration, last_used: Arc<LastUsed>, db: C)
-where
+/// Flushes every `interval` until `stop` turns true (or its sender is gone). A stop is seen only
+/// between flushes, so none is cut off during its commit.
+pub async fn flush_every<C>(
+    interval: Duration,
+    last_used: Arc<LastUsed>,
+    db: C,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
     C: ConnectionTrait + TransactionTrait,
 {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
         match last_used.flush(&db).await {
             Ok(0) => {}
             Ok(written) => log::debug!("last use written for {written} tokens"),
@@ -597,20 +609,24 @@ mod tests {
         assert_eq!(missed, 0, "uses neither in memory nor written");
     }
 
-    /// A stop aborts the periodic flush wherever it is, and then flushes once more: a flush cut
-    /// off while its write waited must leave its uses for that last flush. Here the write waits
-    /// on a real SQLite lock held by another connection.
-    #[tokio::test]
-    async fn a_flush_aborted_while_writing_leaves_its_uses_for_the_next() {
+    /// A SQLite database with the two tables a flush writes, and a second connection holding
+    /// its write lock: a flush through the SeaORM connection waits until the lock is released.
+    async fn locked_database() -> (
+        tempfile::TempDir,
+        rusqlite::Connection,
+        sea_orm::DatabaseConnection,
+    ) {
         let folder = tempfile::tempdir().expect("a temporary folder");
         let path = folder.path().join("locked.db");
         let holder = rusqlite::Connection::open(&path).expect("open the database");
         holder
             .execute_batch(
                 "CREATE TABLE tokens (id BLOB PRIMARY KEY, last_used_at TEXT, \
-                 last_used_ip TEXT, last_used_user_agent TEXT);",
+                 last_used_ip TEXT, last_used_user_agent TEXT); \
+                 CREATE TABLE token_usage (token_id BLOB, hour TEXT, uses INTEGER, \
+                 refused INTEGER, PRIMARY KEY (token_id, hour));",
             )
-            .expect("create the table");
+            .expect("create the tables");
         let url = format!("sqlite://{}", path.display());
         let db = sea_orm::Database::connect(url.as_str())
             .await
@@ -618,7 +634,13 @@ mod tests {
         holder
             .execute_batch("BEGIN IMMEDIATE;")
             .expect("hold the write lock");
+        (folder, holder, db)
+    }
 
+    /// A flush cut off while its write waited (aborted) must leave its uses for the next.
+    #[tokio::test]
+    async fn a_flush_aborted_while_writing_leaves_its_uses_for_the_next() {
+        let (_folder, holder, db) = locked_database().await;
         let last_used = Arc::new(LastUsed::default());
         let id = Uuid::now_v7();
         let at = Utc::now();
@@ -643,5 +665,42 @@ mod tests {
         );
         assert_eq!(kept.1[&(id, hour_of(at))].uses, 1, "and its count");
         drop(holder);
+    }
+
+    /// A stop lets the periodic flush under way finish rather than cutting it off (which,
+    /// during a commit, would count its uses twice), and then ends the loop.
+    #[tokio::test]
+    async fn a_stop_lets_the_flush_under_way_finish_then_ends_the_loop() {
+        let (_folder, holder, db) = locked_database().await;
+        let last_used = Arc::new(LastUsed::default());
+        last_used.record(Uuid::now_v7(), Utc::now(), Client::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let flusher = tokio::spawn(flush_every(
+            Duration::from_millis(10),
+            Arc::clone(&last_used),
+            db,
+            stopped,
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            lock(&last_used.writing).len(),
+            1,
+            "a flush waits on the lock (else this test shows nothing)"
+        );
+        stop.send_replace(true);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !flusher.is_finished(),
+            "the stop waits for the flush under way"
+        );
+        holder.execute_batch("ROLLBACK;").expect("release the lock");
+        tokio::time::timeout(Duration::from_secs(10), flusher)
+            .await
+            .expect("the loop ends once its flush is done")
+            .expect("the loop ran to its end");
+        assert!(
+            lock(&last_used.writing).is_empty() && last_used.take_both().0.is_empty(),
+            "the flush finished writing: nothing put back for another flush"
+        );
     }
 }
