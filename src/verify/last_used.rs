@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -25,6 +25,9 @@ use crate::entities::tokens;
 /// Rows written per transaction: short enough not to hold SQLite's write lock for long.
 const BATCH: usize = 500;
 
+/// Reads of one listing at most, when flushes keep committing while it reads (`fresh`).
+const READ_ATTEMPTS: u32 = 5;
+
 /// Shards of the pending uses. Every request records a use, so one shared map would be one lock
 /// and one cache line that every core takes in turn; each thread records into its own shard.
 const SHARDS: usize = 16;
@@ -34,7 +37,7 @@ const SHARDS: usize = 16;
 type Pending = FxHashMap<Uuid, Seen>;
 
 /// Uses a flush took, shared between the flush writing them and `LastUsed::writing`.
-type Batch = Arc<[(Uuid, Seen)]>;
+type Batch = Arc<Pending>;
 
 /// Uses and refusals per token and hour (seconds since the epoch of the hour's start).
 type Counts = FxHashMap<(Uuid, i64), Count>;
@@ -98,9 +101,12 @@ thread_local! {
 /// taken by a flush that has not committed them yet (`writing`).
 pub struct LastUsed {
     shards: [Shard; SHARDS],
-    /// Uses taken by a flush and not yet committed: still shown by `unwritten`, so that a page
-    /// read while a flush writes sees a use in memory or in the database, never in neither.
+    /// Uses taken by a flush and not yet committed: still shown, so that a page read while a
+    /// flush writes sees a use in memory or in the database, never in neither.
     writing: Mutex<Vec<Batch>>,
+    /// How many flushes have committed uses and stopped showing them: a listing that sees
+    /// this move while it reads its rows reads them again (`LastUsed::fresh`).
+    committed: AtomicU64,
 }
 
 impl Default for LastUsed {
@@ -108,11 +114,30 @@ impl Default for LastUsed {
         LastUsed {
             shards: std::array::from_fn(|_| Shard::default()),
             writing: Mutex::default(),
+            committed: AtomicU64::new(0),
         }
     }
 }
 
-/// Uses not yet written as they were at one moment; see `LastUsed::unwritten`.
+/// Rows that hold tokens, for `LastUsed::fresh`.
+pub trait HoldsTokens {
+    fn tokens_mut(&mut self) -> impl Iterator<Item = &mut tokens::Model>;
+}
+
+impl HoldsTokens for Vec<tokens::Model> {
+    fn tokens_mut(&mut self) -> impl Iterator<Item = &mut tokens::Model> {
+        self.iter_mut()
+    }
+}
+
+/// A token with something read beside it (its owner).
+impl<Beside> HoldsTokens for Vec<(tokens::Model, Beside)> {
+    fn tokens_mut(&mut self) -> impl Iterator<Item = &mut tokens::Model> {
+        self.iter_mut().map(|(token, _)| token)
+    }
+}
+
+/// Some tokens' unwritten uses as they were at one moment; see `LastUsed::unwritten_of`.
 pub struct Unwritten(Pending);
 
 impl Unwritten {
@@ -150,17 +175,21 @@ struct Taken<'a> {
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
-        let unwritten_seen = &self.seen[self.seen_written..];
         let unwritten_counts = &self.counts[self.counts_written..];
-        if !unwritten_seen.is_empty() || !unwritten_counts.is_empty() {
+        if self.seen_written < self.seen.len() || !unwritten_counts.is_empty() {
             let shard = SHARD.with(|shard| *shard);
             let mut kept = self.owner.shards[shard].lock();
-            for (token, seen) in unwritten_seen {
+            // The map is not changed while shared, so it iterates in the order it was written.
+            for (token, seen) in self.seen.iter().skip(self.seen_written) {
                 merge(&mut kept.seen, *token, seen);
             }
             add_counts(&mut kept.counts, unwritten_counts.iter().copied());
         }
-        lock(&self.owner.writing).retain(|batch| !Arc::ptr_eq(batch, &self.seen));
+        let mut writing = lock(&self.owner.writing);
+        writing.retain(|batch| !Arc::ptr_eq(batch, &self.seen));
+        if self.seen_written > 0 {
+            self.owner.committed.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -237,35 +266,75 @@ impl LastUsed {
             .refused += 1;
     }
 
-    /// The uses not yet written, to show over rows read from the database. Take it *before*
-    /// reading the rows: a use then is either in this snapshot or, flushed meanwhile, already
-    /// committed when the rows are read. Taken after, a flush between the read and the
-    /// snapshot would hide the use from both.
-    pub fn unwritten(&self) -> Unwritten {
-        Unwritten(self.snapshot())
+    /// The unwritten uses of `ids`, to show over their rows read *after* this: a use is then
+    /// either found here or, flushed meanwhile, already committed when the rows are read.
+    /// (Looked up after the read, a flush committing in between would hide it from both.)
+    /// Listings, whose ids are known only once read, use `fresh`.
+    pub fn unwritten_of(&self, ids: &[Uuid]) -> Unwritten {
+        let found = ids
+            .iter()
+            .zip(self.newest_of(ids))
+            .filter_map(|(id, seen)| Some((*id, seen?)))
+            .collect();
+        Unwritten(found)
     }
 
-    /// Every use not yet committed in one map (newest per token): the shards' and those a
-    /// flush is writing, all left as they are.
-    fn snapshot(&self) -> Pending {
-        let mut all = Pending::default();
-        // `writing` stays locked while the shards are read: a flush takes from the shards only
-        // under it (`take_for_writing`), so no use can move from a shard we have yet to read
-        // into a batch we have read. A batch leaves `writing` only after its unwritten part is
-        // back in a shard (`Taken::drop`), so none can move the other way unseen either.
+    /// Reads rows with `read` (a read only: it may run again) and shows the unwritten uses over
+    /// them, looked up by the ids read. A use noted before is then either still unwritten when
+    /// looked up, or committed by a flush: before the read began (the rows have it), or while it
+    /// ran, which moves `committed`, and the rows are read again.
+    pub async fn fresh<T, E, Read>(&self, mut read: impl FnMut() -> Read) -> Result<T, E>
+    where
+        T: HoldsTokens,
+        Read: Future<Output = Result<T, E>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let before = self.committed.load(Ordering::SeqCst);
+            let mut rows = read().await?;
+            let ids: Vec<Uuid> = rows.tokens_mut().map(|token| token.id).collect();
+            self.unwritten_of(&ids).overlay(rows.tokens_mut());
+            // Flushes committing during every read (flushing far more often than reading
+            // takes): shown as read, where a use may look older than it is.
+            if self.committed.load(Ordering::SeqCst) == before || attempt == READ_ATTEMPTS {
+                return Ok(rows);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// The newest unwritten use of each of `ids`, from the batches being written and the
+    /// shards. `writing` stays locked while the shards are read: a flush empties the shards only
+    /// under it (`take_for_writing`), so no use moves from a shard yet to be read into a batch
+    /// already read; and a batch leaves `writing` only after its unwritten part is back in a
+    /// shard (`Taken::drop`), so none moves the other way unseen either. Only the ids asked for
+    /// are copied: a fleet's uses between two flushes may be many.
+    fn newest_of(&self, ids: &[Uuid]) -> Vec<Option<Seen>> {
+        let mut newest: Vec<Option<Seen>> = vec![None; ids.len()];
+        if ids.is_empty() {
+            return newest;
+        }
+        let mut keep_newer = |found: &Pending| {
+            for (id, kept) in ids.iter().zip(newest.iter_mut()) {
+                if let Some(seen) = found.get(id)
+                    && kept.as_ref().is_none_or(|kept| kept.at < seen.at)
+                {
+                    *kept = Some(seen.clone());
+                }
+            }
+        };
         let writing = lock(&self.writing);
         for batch in writing.iter() {
-            for (token, seen) in batch.iter() {
-                merge(&mut all, *token, seen);
-            }
+            keep_newer(batch);
         }
         for shard in &self.shards {
-            for (&token, seen) in shard.lock().seen.iter() {
-                merge(&mut all, token, seen);
+            let state = shard.lock();
+            if !state.seen.is_empty() {
+                keep_newer(&state.seen);
             }
         }
         drop(writing);
-        all
+        newest
     }
 
     /// Every shard's uses in one map, the shards emptied.
@@ -290,11 +359,11 @@ impl LastUsed {
 
     /// Takes every noted use for writing; they stay shown until written (see `Taken`).
     fn take_for_writing(&self) -> Taken<'_> {
-        // The shards are emptied under `writing`'s lock, as `snapshot` reads them: a snapshot
-        // sees each use either in its shard or in this batch, never in neither.
+        // The shards are emptied under `writing`'s lock, as `newest_of` reads them: it sees
+        // each use either in its shard or in this batch, never in neither.
         let mut writing = lock(&self.writing);
         let (seen, counts) = self.take_both();
-        let seen: Batch = seen.into_iter().collect();
+        let seen: Batch = Arc::new(seen);
         writing.push(Arc::clone(&seen));
         Taken {
             owner: self,
@@ -312,7 +381,9 @@ impl LastUsed {
         C: ConnectionTrait + TransactionTrait,
     {
         let mut taken = self.take_for_writing();
-        for batch in taken.seen.chunks(BATCH) {
+        let shared = Arc::clone(&taken.seen);
+        let seen: Vec<(&Uuid, &Seen)> = shared.iter().collect();
+        for batch in seen.chunks(BATCH) {
             write(db, batch).await?;
             taken.seen_written += batch.len();
         }
@@ -374,7 +445,7 @@ where
     txn.commit().await
 }
 
-async fn write<C>(db: &C, batch: &[(Uuid, Seen)]) -> Result<(), DbErr>
+async fn write<C>(db: &C, batch: &[(&Uuid, &Seen)]) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -393,7 +464,7 @@ where
                 tokens::Column::LastUsedUserAgent,
                 Expr::value(seen.agent.as_deref().map(str::to_owned)),
             )
-            .filter(tokens::Column::Id.eq(*token))
+            .filter(tokens::Column::Id.eq(**token))
             .filter(
                 Condition::any()
                     .add(tokens::Column::LastUsedAt.is_null())
@@ -484,7 +555,9 @@ mod tests {
         });
         let newest = start + chrono::TimeDelta::seconds(SHARDS as i64 + 2);
         let mut listed = [token(id), token(Uuid::now_v7())];
-        last_used.unwritten().overlay(&mut listed);
+        last_used
+            .unwritten_of(&[listed[0].id, listed[1].id])
+            .overlay(&mut listed);
         assert_eq!(
             listed[0].last_used_at,
             Some(newest),
@@ -508,7 +581,7 @@ mod tests {
 
     fn shown(last_used: &LastUsed, id: Uuid) -> Option<DateTime<Utc>> {
         let mut listed = [token(id)];
-        last_used.unwritten().overlay(&mut listed);
+        last_used.unwritten_of(&[id]).overlay(&mut listed);
         listed[0].last_used_at
     }
 
@@ -572,6 +645,7 @@ mod tests {
     /// drops its batch, as a real flush commits before it does.
     #[test]
     fn a_snapshot_racing_flushes_sees_every_use_in_memory_or_written() {
+        use futures_util::FutureExt;
         use std::{
             collections::HashSet,
             sync::atomic::{AtomicBool, Ordering},
@@ -587,20 +661,38 @@ mod tests {
                     let mut taken = last_used.take_for_writing();
                     fails = !fails;
                     if !fails {
-                        lock(&written).extend(taken.seen.iter().map(|(token, _)| *token));
+                        lock(&written).extend(taken.seen.keys().copied());
                         taken.seen_written = taken.seen.len();
                         taken.counts_written = taken.counts.len();
                     }
                 }
             });
             // Counted, not asserted here: a panic in this scope would wait forever for the flusher.
+            // Even rounds look the id up before reading (a token's page), odd ones list (`fresh`).
             let missed = (0..20_000)
-                .filter(|_| {
+                .filter(|round| {
                     let id = Uuid::now_v7();
                     last_used.record(id, Utc::now(), Client::default());
-                    let unwritten = last_used.unwritten();
-                    let in_database = lock(&written).contains(&id);
-                    !unwritten.0.contains_key(&id) && !in_database
+                    let read = || {
+                        let mut row = token(id);
+                        if lock(&written).contains(&id) {
+                            row.last_used_at = Some(Utc::now());
+                        }
+                        std::future::ready(Ok::<_, ()>(vec![row]))
+                    };
+                    let listed = if round % 2 == 0 {
+                        let unwritten = last_used.unwritten_of(&[id]);
+                        let mut rows = read().into_inner().unwrap();
+                        unwritten.overlay(&mut rows);
+                        rows
+                    } else {
+                        last_used
+                            .fresh(read)
+                            .now_or_never()
+                            .expect("a read of memory is ready at once")
+                            .unwrap()
+                    };
+                    listed[0].last_used_at.is_none()
                 })
                 .count();
             done.store(true, Ordering::Relaxed);

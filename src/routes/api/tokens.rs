@@ -199,14 +199,15 @@ pub async fn change_token(
     body: JsonOrForm<TokenChangeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let change = body.0.validate()?;
-    // Before the update's read, as listings do (see `LastUsed::unwritten`).
-    let unwritten = state.verifier.last_used().unwritten();
+    let id = id.into_inner();
+    // Before the update's read (see `LastUsed::unwritten_of`).
+    let unwritten = state.verifier.last_used().unwritten_of(&[id]);
     let mut updated = tokens::update_own(
         &state.db,
         &state.revocations,
         &caller.actor(),
         &caller.0.user,
-        id.into_inner(),
+        id,
         change,
     )
     .await?;

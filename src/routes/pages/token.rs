@@ -106,8 +106,8 @@ const GRACE_CHOICES: [(u64, &str); 4] = [
 ];
 
 async fn find(state: &AppState, user: &SignedIn, id: Uuid) -> Result<TokenPage, WebError> {
-    // Before the read: see `LastUsed::unwritten`.
-    let unwritten = state.verifier.last_used().unwritten();
+    // Before the read: see `LastUsed::unwritten_of`.
+    let unwritten = state.verifier.last_used().unwritten_of(&[id]);
     let mut token = match tokens::find_own(&state.db, user.auth.user.id, id).await {
         Ok(token) => token,
         Err(TokenError::NotFound) => return Err(WebError::NotFound),

@@ -18,14 +18,15 @@ pub async fn list_for(
     last_used: &LastUsed,
     owner: Uuid,
 ) -> Result<Vec<tokens::Model>, TokenError> {
-    let unwritten = last_used.unwritten();
-    let mut listed = tokens::Entity::find()
-        .filter(tokens::Column::UserId.eq(owner))
-        .order_by_desc(tokens::Column::CreatedAt)
-        .order_by_desc(tokens::Column::Id)
-        .all(db)
+    let listed = last_used
+        .fresh(|| {
+            tokens::Entity::find()
+                .filter(tokens::Column::UserId.eq(owner))
+                .order_by_desc(tokens::Column::CreatedAt)
+                .order_by_desc(tokens::Column::Id)
+                .all(db)
+        })
         .await?;
-    unwritten.overlay(&mut listed);
     Ok(listed)
 }
 
@@ -66,22 +67,22 @@ pub async fn list_all(
     limit: u64,
     offset: u64,
 ) -> Result<Vec<(tokens::Model, users::Model)>, TokenError> {
-    let unwritten = last_used.unwritten();
-    let rows = filter
-        .apply(tokens::Entity::find().find_also_related(users::Entity))
-        .order_by_desc(tokens::Column::CreatedAt)
-        .order_by_desc(tokens::Column::Id)
-        .limit(limit)
-        .offset(offset)
-        .all(db)
+    let rows = last_used
+        .fresh(|| {
+            filter
+                .apply(tokens::Entity::find().find_also_related(users::Entity))
+                .order_by_desc(tokens::Column::CreatedAt)
+                .order_by_desc(tokens::Column::Id)
+                .limit(limit)
+                .offset(offset)
+                .all(db)
+        })
         .await?;
     // The foreign key guarantees an owner; a row without one is mid-deletion and not worth showing.
-    let mut listed: Vec<(tokens::Model, users::Model)> = rows
+    Ok(rows
         .into_iter()
         .filter_map(|(token, user)| Some((token, user?)))
-        .collect();
-    unwritten.overlay(listed.iter_mut().map(|(token, _)| token));
-    Ok(listed)
+        .collect())
 }
 
 /// Admin: how many tokens match a filter (for paging).
