@@ -165,10 +165,11 @@ impl Background {
         // database may have taken, and the last flush below would add them twice.
         self.stop_flushing.send_replace(true);
         let mut flusher = self.flusher;
-        if tokio::time::timeout(FLUSH_BOUND, &mut flusher)
-            .await
-            .is_err()
-        {
+        let finished = tokio::time::timeout(FLUSH_BOUND, &mut flusher).await;
+        if let Ok(Err(e)) = &finished {
+            log::error!("the last-use flusher had failed: {e}");
+        }
+        if finished.is_err() {
             log::warn!("stopping; the last-use flush under way is cut off");
             flusher.abort();
             // Aborting only asks; wait until it is gone, so that the flush cut off has put its

@@ -168,6 +168,8 @@ impl Unwritten {
 struct Taken<'a> {
     owner: &'a LastUsed,
     seen: Batch,
+    /// The order in which `seen` is written: the first `seen_written` are committed.
+    order: Vec<Uuid>,
     seen_written: usize,
     counts: Vec<((Uuid, i64), Count)>,
     counts_written: usize,
@@ -176,12 +178,12 @@ struct Taken<'a> {
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         let unwritten_counts = &self.counts[self.counts_written..];
-        if self.seen_written < self.seen.len() || !unwritten_counts.is_empty() {
+        let unwritten_seen = &self.order[self.seen_written..];
+        if !unwritten_seen.is_empty() || !unwritten_counts.is_empty() {
             let shard = SHARD.with(|shard| *shard);
             let mut kept = self.owner.shards[shard].lock();
-            // The map is not changed while shared, so it iterates in the order it was written.
-            for (token, seen) in self.seen.iter().skip(self.seen_written) {
-                merge(&mut kept.seen, *token, seen);
+            for token in unwritten_seen {
+                merge(&mut kept.seen, *token, &self.seen[token]);
             }
             add_counts(&mut kept.counts, unwritten_counts.iter().copied());
         }
@@ -279,8 +281,9 @@ impl LastUsed {
         Unwritten(found)
     }
 
-    /// Reads rows with `read` (a read only: it may run again) and shows the unwritten uses over
-    /// them, looked up by the ids read. A use noted before is then either still unwritten when
+    /// Reads rows with `read` (a read only, outside any transaction: it may run again, and a
+    /// SQLite transaction would read from before its own start) and shows the unwritten uses
+    /// over them, looked up by the ids read. A use noted before is then either still unwritten when
     /// looked up, or committed by a flush: before the read began (the rows have it), or while it
     /// ran, which moves `committed`, and the rows are read again.
     pub async fn fresh<T, E, Read>(&self, mut read: impl FnMut() -> Read) -> Result<T, E>
@@ -363,11 +366,13 @@ impl LastUsed {
         // each use either in its shard or in this batch, never in neither.
         let mut writing = lock(&self.writing);
         let (seen, counts) = self.take_both();
+        let order = seen.keys().copied().collect();
         let seen: Batch = Arc::new(seen);
         writing.push(Arc::clone(&seen));
         Taken {
             owner: self,
             seen,
+            order,
             seen_written: 0,
             counts: counts.into_iter().collect(),
             counts_written: 0,
@@ -382,7 +387,16 @@ impl LastUsed {
     {
         let mut taken = self.take_for_writing();
         let shared = Arc::clone(&taken.seen);
-        let seen: Vec<(&Uuid, &Seen)> = shared.iter().collect();
+        let seen: Vec<(&Uuid, &Seen)> = taken
+            .order
+            .clone()
+            .into_iter()
+            .map(|token| {
+                shared
+                    .get_key_value(&token)
+                    .expect("ordered from this batch")
+            })
+            .collect();
         for batch in seen.chunks(BATCH) {
             write(db, batch).await?;
             taken.seen_written += batch.len();
@@ -491,8 +505,11 @@ pub async fn flush_every<C>(
     ticks.tick().await;
     loop {
         tokio::select! {
-            _ = ticks.tick() => {}
+            // A stop first: after a long flush the next tick is due at once, and one more
+            // flush begun then could be cut off by the stop's bound.
+            biased;
             _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = ticks.tick() => {}
         }
         match last_used.flush(&db).await {
             Ok(0) => {}
@@ -640,8 +657,8 @@ mod tests {
     }
 
     /// Pages read uses while flushes take and write (or fail to write) them on another thread:
-    /// every use must be seen in memory (the snapshot, taken first) or in the "database" (read
-    /// after), whatever the interleaving. The database here is a set the flusher fills before it
+    /// every use must be seen in memory (looked up before the read for a token's page, after it
+    /// for a listing) or in the "database", whatever the interleaving. The database here is a set the flusher fills before it
     /// drops its batch, as a real flush commits before it does.
     #[test]
     fn a_snapshot_racing_flushes_sees_every_use_in_memory_or_written() {
@@ -654,20 +671,24 @@ mod tests {
         let written: Mutex<HashSet<Uuid>> = Mutex::default();
         let done = AtomicBool::new(false);
         let missed = std::thread::scope(|scope| {
-            scope.spawn(|| {
-                // Every other flush fails: its batch goes back into memory instead.
-                let mut fails = false;
-                while !done.load(Ordering::Relaxed) {
-                    let mut taken = last_used.take_for_writing();
-                    fails = !fails;
-                    if !fails {
-                        lock(&written).extend(taken.seen.keys().copied());
-                        taken.seen_written = taken.seen.len();
-                        taken.counts_written = taken.counts.len();
+            // Two flushers, each writing only a part of some batches (a failed second chunk)
+            // and nothing of others (a failed first one): the rest goes back into memory.
+            for flusher in 0..2_usize {
+                let (last_used, written, done) = (&last_used, &written, &done);
+                scope.spawn(move || {
+                    let mut round = flusher;
+                    while !done.load(Ordering::Relaxed) {
+                        let mut taken = last_used.take_for_writing();
+                        round += 1;
+                        let part = round % (taken.order.len() + 1);
+                        lock(written).extend(&taken.order[..part]);
+                        taken.seen_written = part;
+                        if part == taken.order.len() {
+                            taken.counts_written = taken.counts.len();
+                        }
                     }
-                }
-            });
-            // Counted, not asserted here: a panic in this scope would wait forever for the flusher.
+                });
+            }
             // Even rounds look the id up before reading (a token's page), odd ones list (`fresh`).
             let missed = (0..20_000)
                 .filter(|round| {

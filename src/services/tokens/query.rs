@@ -2,7 +2,8 @@
 //! for admins, everyone's. Listings show uses this instance has noted but not yet written.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -12,9 +13,10 @@ use crate::{
     verify::last_used::LastUsed,
 };
 
-/// The owner's tokens, newest first, with their latest use as this instance knows it.
+/// The owner's tokens, newest first, with their latest use as this instance knows it. Not in a
+/// transaction (`LastUsed::fresh`).
 pub async fn list_for(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     last_used: &LastUsed,
     owner: Uuid,
 ) -> Result<Vec<tokens::Model>, TokenError> {
@@ -59,9 +61,9 @@ pub async fn find_with_owner(
 }
 
 /// Admin: every token (optionally one user's, optionally one kind), newest first, with its owner
-/// and its latest use as this instance knows it.
+/// and its latest use as this instance knows it. Not in a transaction (`LastUsed::fresh`).
 pub async fn list_all(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     last_used: &LastUsed,
     filter: &TokenFilter,
     limit: u64,
