@@ -54,7 +54,7 @@ struct Background {
 }
 
 /// How long a stop waits for a flush under way (normally milliseconds) before cutting it off.
-const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+const FLUSH_BOUND: Duration = Duration::from_secs(2);
 
 impl Background {
     fn start(
@@ -165,16 +165,16 @@ impl Background {
         // database may have taken, and the last flush below would add them twice.
         self.stop_flushing.send_replace(true);
         let mut flusher = self.flusher;
-        let finished = tokio::time::timeout(FLUSH_BOUND, &mut flusher).await;
-        if let Ok(Err(e)) = &finished {
-            log::error!("the last-use flusher had failed: {e}");
-        }
-        if finished.is_err() {
-            log::warn!("stopping; the last-use flush under way is cut off");
-            flusher.abort();
-            // Aborting only asks; wait until it is gone, so that the flush cut off has put its
-            // batch back (`last_used::Taken`) before the last flush below takes it.
-            flusher.await.ok();
+        match tokio::time::timeout(FLUSH_BOUND, &mut flusher).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::error!("the last-use flusher had failed: {e}"),
+            Err(_) => {
+                log::warn!("stopping; the last-use flush under way is cut off");
+                flusher.abort();
+                // Aborting only asks; wait until it is gone, so that the flush cut off has put
+                // its batch back (`last_used::Taken`) before the last flush below takes it.
+                flusher.await.ok();
+            }
         }
         for task in &self.tasks {
             task.abort();

@@ -273,12 +273,7 @@ impl LastUsed {
     /// (Looked up after the read, a flush committing in between would hide it from both.)
     /// Listings, whose ids are known only once read, use `fresh`.
     pub fn unwritten_of(&self, ids: &[Uuid]) -> Unwritten {
-        let found = ids
-            .iter()
-            .zip(self.newest_of(ids))
-            .filter_map(|(id, seen)| Some((*id, seen?)))
-            .collect();
-        Unwritten(found)
+        Unwritten(self.newest_of(ids))
     }
 
     /// Reads rows with `read` (a read only, outside any transaction: it may run again, and a
@@ -312,17 +307,15 @@ impl LastUsed {
     /// already read; and a batch leaves `writing` only after its unwritten part is back in a
     /// shard (`Taken::drop`), so none moves the other way unseen either. Only the ids asked for
     /// are copied: a fleet's uses between two flushes may be many.
-    fn newest_of(&self, ids: &[Uuid]) -> Vec<Option<Seen>> {
-        let mut newest: Vec<Option<Seen>> = vec![None; ids.len()];
+    fn newest_of(&self, ids: &[Uuid]) -> Pending {
+        let mut newest = Pending::default();
         if ids.is_empty() {
             return newest;
         }
         let mut keep_newer = |found: &Pending| {
-            for (id, kept) in ids.iter().zip(newest.iter_mut()) {
-                if let Some(seen) = found.get(id)
-                    && kept.as_ref().is_none_or(|kept| kept.at < seen.at)
-                {
-                    *kept = Some(seen.clone());
+            for id in ids {
+                if let Some(seen) = found.get(id) {
+                    merge(&mut newest, *id, seen);
                 }
             }
         };
@@ -386,19 +379,8 @@ impl LastUsed {
         C: ConnectionTrait + TransactionTrait,
     {
         let mut taken = self.take_for_writing();
-        let shared = Arc::clone(&taken.seen);
-        let seen: Vec<(&Uuid, &Seen)> = taken
-            .order
-            .clone()
-            .into_iter()
-            .map(|token| {
-                shared
-                    .get_key_value(&token)
-                    .expect("ordered from this batch")
-            })
-            .collect();
-        for batch in seen.chunks(BATCH) {
-            write(db, batch).await?;
+        for batch in taken.order.chunks(BATCH) {
+            write(db, batch, &taken.seen).await?;
             taken.seen_written += batch.len();
         }
         for batch in taken.counts.chunks(BATCH) {
@@ -459,12 +441,14 @@ where
     txn.commit().await
 }
 
-async fn write<C>(db: &C, batch: &[(&Uuid, &Seen)]) -> Result<(), DbErr>
+/// Writes the uses of the tokens in `batch`, as `seen` holds them.
+async fn write<C>(db: &C, batch: &[Uuid], seen: &Pending) -> Result<(), DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
-    for (token, seen) in batch {
+    for token in batch {
+        let seen = &seen[token];
         let at = seen.at;
         // Never backwards: another instance may have written a later use meanwhile. A token
         // deleted meanwhile matches no row, which is fine.
@@ -478,7 +462,7 @@ where
                 tokens::Column::LastUsedUserAgent,
                 Expr::value(seen.agent.as_deref().map(str::to_owned)),
             )
-            .filter(tokens::Column::Id.eq(**token))
+            .filter(tokens::Column::Id.eq(*token))
             .filter(
                 Condition::any()
                     .add(tokens::Column::LastUsedAt.is_null())
